@@ -1,0 +1,52 @@
+"""veille's own error types.
+
+Every error a user can fix is a :class:`VeilleError`: the command line prints its message as one
+paragraph and exits non-zero; a traceback means a bug in veille, never bad input.
+"""
+from __future__ import annotations
+
+
+class VeilleError(Exception):
+    """Base of every error veille raises on purpose (bad input, bad rules, bad model)."""
+
+    exit_code = 2
+
+
+class InputError(VeilleError):
+    """Telemetry or patient input that cannot be read at all (file, schema, type).
+
+    Row-level problems never raise: those rows are quarantined with a reason.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, column: str | None = None,
+                 row: int | None = None):
+        where = []
+        if path:
+            where.append(str(path))
+        if row is not None:
+            where.append(f"row {row}")
+        if column:
+            where.append(f"column '{column}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.path, self.column, self.row = path, column, row
+
+
+class SpecError(VeilleError):
+    """A detector spec or parameter that is not valid (unknown fn, bad duration, missing param)."""
+
+
+class RuleError(VeilleError):
+    """One or more errors in a rule pack. ``errors`` holds each with file, line and column."""
+
+    def __init__(self, message: str, errors: list | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class ModelError(VeilleError):
+    """A model artifact that is missing, tampered with or of an untrusted type."""
+
+
+class OutputError(VeilleError):
+    """An output path that cannot be written (unknown extension, unwritable folder)."""

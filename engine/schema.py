@@ -1,0 +1,127 @@
+"""The telemetry contract (DESIGN.md §3): canonical metrics, units, LOINC codes, plausibility limits.
+
+Everything here is declared once as data; :mod:`engine.ingest` applies it and the README table is
+generated from it. Limits are *plausibility* limits (what a device or a living person can report),
+not clinical thresholds: a value outside them is quarantined, never clipped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+TS_DTYPE = pl.Datetime("us", "UTC")
+
+#: Columns of clean telemetry, in order, with their types.
+TELEMETRY_SCHEMA: dict[str, pl.DataType] = {
+    "patient_id": pl.String(),
+    "ts": TS_DTYPE,
+    "metric": pl.String(),
+    "value": pl.Float64(),
+    "unit": pl.String(),
+    "source": pl.String(),
+}
+REQUIRED_COLUMNS = ("patient_id", "ts", "metric", "value")
+OPTIONAL_COLUMNS = ("unit", "source")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One canonical metric: its unit, accepted spellings of units, LOINC codes and limits."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str
+    loinc: tuple[str, ...] = ()
+    #: unit spelling -> (scale, offset) so that canonical = value * scale + offset
+    units: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: values must be whole numbers (ordinal scales, flags, counts of events)
+    integer: bool = False
+
+
+def _same(*spellings: str) -> dict[str, tuple[float, float]]:
+    return {s: (1.0, 0.0) for s in spellings}
+
+
+_RATE = _same("/min", "1/min", "min-1", "bpm")
+_FLAG = _same("1", "{flag}", "{event}", "")
+_SCORE = _same("1", "{score}", "")
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("heart_rate", "/min", 20, 300, "pulse rate", ("8867-4",),
+           {**_RATE, "{beats}/min": (1.0, 0.0)}),
+    Metric("spo2", "%", 50, 100, "peripheral oxygen saturation", ("59408-5", "2708-6"),
+           {**_same("%"), "1": (100.0, 0.0), "fraction": (100.0, 0.0)}),
+    Metric("resp_rate", "/min", 2, 80, "respiratory rate", ("9279-1",),
+           {**_RATE, "{breaths}/min": (1.0, 0.0)}),
+    Metric("temp", "Cel", 25, 45, "body temperature", ("8310-5", "8331-1"),
+           {**_same("Cel", "°C", "C", "degC"), "[degF]": (5 / 9, -32 * 5 / 9),
+            "°F": (5 / 9, -32 * 5 / 9), "F": (5 / 9, -32 * 5 / 9), "degF": (5 / 9, -32 * 5 / 9)}),
+    Metric("sbp", "mm[Hg]", 40, 300, "systolic blood pressure", ("8480-6",),
+           {**_same("mm[Hg]", "mmHg"), "kPa": (7.500617, 0.0)}),
+    Metric("dbp", "mm[Hg]", 20, 200, "diastolic blood pressure", ("8462-4",),
+           {**_same("mm[Hg]", "mmHg"), "kPa": (7.500617, 0.0)}),
+    Metric("weight", "kg", 20, 400, "body weight", ("29463-7", "3141-9"),
+           {**_same("kg"), "[lb_av]": (0.45359237, 0.0), "lb": (0.45359237, 0.0),
+            "lbs": (0.45359237, 0.0), "g": (0.001, 0.0)}),
+    Metric("glucose", "mg/dL", 10, 1000, "blood or interstitial glucose",
+           ("2339-0", "2345-7", "41653-7"),
+           {**_same("mg/dL"), "mmol/L": (18.016, 0.0)}),
+    Metric("consciousness", "{ACVPU}", 0, 4, "ACVPU level: 0 alert, 1 new confusion, 2 voice, "
+           "3 pain, 4 unresponsive", (), _same("{ACVPU}", "1", ""), integer=True),
+    Metric("on_oxygen", "1", 0, 1, "on supplemental oxygen (1) or air (0)", (), _FLAG,
+           integer=True),
+    Metric("steps", "/d", 0, 100_000, "daily step count", ("41950-7", "55423-8"),
+           _same("/d", "1/d", "{steps}/d", "{steps}"), integer=True),
+    Metric("cpap_hours", "h", 0, 24, "CPAP use over the night", (),
+           {**_same("h"), "min": (1 / 60, 0.0)}),
+    Metric("ahi", "/h", 0, 150, "residual apnoea-hypopnoea index", (),
+           _same("/h", "1/h", "{events}/h")),
+    Metric("mask_leak", "L/min", 0, 200, "CPAP mask leak", (), _same("L/min")),
+    Metric("albumin", "g/L", 5, 60, "serum albumin", ("1751-7",),
+           {**_same("g/L"), "g/dL": (10.0, 0.0)}),
+    Metric("dyspnoea", "{score}", 0, 4, "breathlessness self-report, mMRC-like 0 (none) to 4",
+           (), _SCORE, integer=True),
+    Metric("fall", "{event}", 1, 1, "a reported or detected fall (one row per fall)", (), _FLAG,
+           integer=True),
+    Metric("icope_cognition", "{flag}", 0, 1, "ICOPE step 1 cognition screen positive "
+           "(3-word recall or orientation failed)", (), _FLAG, integer=True),
+    Metric("icope_locomotion", "s", 0, 300, "ICOPE step 1 chair-rise test: seconds for 5 rises "
+           "without arms", (), {**_same("s")}),
+    Metric("icope_vitality", "{flag}", 0, 1, "ICOPE step 1 vitality screen positive (weight "
+           "loss or appetite loss)", (), _FLAG, integer=True),
+    Metric("icope_vision", "{flag}", 0, 1, "ICOPE step 1 vision screen positive", (), _FLAG,
+           integer=True),
+    Metric("icope_hearing", "{flag}", 0, 1, "ICOPE step 1 hearing (whisper test) failed", (),
+           _FLAG, integer=True),
+    Metric("icope_psychological", "{flag}", 0, 1, "ICOPE step 1 low mood or loss of interest "
+           "in the last 2 weeks", (), _FLAG, integer=True),
+]}
+
+#: LOINC code -> canonical metric name
+LOINC: dict[str, str] = {code: m.name for m in METRICS.values() for code in m.loinc}
+
+#: Patient context columns: name -> (dtype, required, description)
+PATIENT_SCHEMA: dict[str, tuple[pl.DataType, bool, str]] = {
+    "patient_id": (pl.String(), True, "pseudonymous id, the same as in telemetry"),
+    "programme": (pl.String(), True, "heart_failure, copd, diabetes, covid_home, sleep_apnoea, "
+                  "post_bariatric, older_home (the rule packs' `scope.cohort`)"),
+    "age": (pl.Int64(), False, "age in years at the start of follow-up"),
+    "sex": (pl.String(), False, "F or M"),
+    "height_cm": (pl.Float64(), False, "height in cm (for BMI)"),
+    "baseline_weight_kg": (pl.Float64(), False, "usual / dry weight in kg"),
+    "spo2_scale": (pl.Int64(), False, "NEWS2 SpO2 scale: 2 only for a prescribed 88-92 % target"),
+    "enrolled_at": (TS_DTYPE, False, "start of telemonitoring"),
+}
+
+PROGRAMMES = ("heart_failure", "copd", "diabetes", "covid_home", "sleep_apnoea",
+              "post_bariatric", "older_home")
+
+
+def canonical_metric(name: str) -> str | None:
+    """Canonical metric name for a canonical name or a LOINC code, else None."""
+    if name in METRICS:
+        return name
+    return LOINC.get(name)
