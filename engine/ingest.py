@@ -1,0 +1,413 @@
+"""Ingest: contract check, unit normalisation, plausibility limits, quarantine (DESIGN.md §1, §3).
+
+Every input row ends in exactly one place:
+
+* ``clean``: one row per (patient_id, metric, ts), canonical metric and unit, sorted by
+  (patient_id, metric, ts);
+* ``quarantine``: the raw row (as text), its 1-based row number in the input and one reason;
+* collapsed: an exact duplicate of a clean row (same patient, metric, time and value).
+
+so that ``rows_in == rows_used + rows_quarantined + duplicates_collapsed`` — checked on every run
+(:meth:`Reconciliation.check`) and reported by the command line.
+
+A *file-level* problem (missing column, wrong column type, unreadable or empty file) is an
+:class:`~engine.errors.InputError` that names the file and the column; a *row-level* problem never
+raises.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+from .schema import METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA, TS_DTYPE
+from .sources import read_table
+
+#: Quarantine reasons, in the order they are checked (the first that applies is recorded).
+REASONS: dict[str, str] = {
+    "missing_patient_id": "patient_id is empty",
+    "missing_timestamp": "ts is empty",
+    "unparseable_timestamp": "ts is not an ISO-8601 date-time",
+    "naive_timestamp": "ts has no time zone and no zone was configured (--tz)",
+    "nonexistent_local_time": "ts is a local time that does not exist (daylight-saving gap)",
+    "unknown_metric": "metric is neither a canonical name nor a known LOINC code",
+    "missing_value": "value is empty",
+    "unparseable_value": "value is not a number",
+    "non_finite_value": "value is NaN or infinite",
+    "unconvertible_unit": "unit cannot be converted to the metric's canonical unit",
+    "implausible_value": "value is outside the metric's plausibility limits",
+    "future_timestamp": "ts is in the future",
+    "conflicting_duplicate": "another row has the same patient, metric and time but another value",
+}
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.Int64(),
+    "patient_id": pl.String(),
+    "ts": pl.String(),
+    "metric": pl.String(),
+    "value": pl.String(),
+    "unit": pl.String(),
+    "source": pl.String(),
+    "reason": pl.String(),
+    "detail": pl.String(),
+}
+
+_NULL_TEXT = ("", "NA", "N/A", "null", "NULL", "None", "-")
+#: clock skew tolerated before a timestamp counts as "in the future"
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+
+
+@dataclass
+class Reconciliation:
+    """Row accounting of one ingest: the invariant ``rows_in == used + quarantined + collapsed``."""
+
+    source: str
+    rows_in: int
+    rows_used: int
+    rows_quarantined: int
+    duplicates_collapsed: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+    patients: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_used + self.rows_quarantined + self.duplicates_collapsed
+
+    def check(self) -> "Reconciliation":
+        if not self.balanced:  # a bug in veille, never bad input
+            raise AssertionError(f"row accounting does not reconcile: {self.summary()}")
+        return self
+
+    def summary(self) -> str:
+        mark = "=" if self.balanced else "!="
+        return (f"rows in {self.rows_in:,} {mark} used {self.rows_used:,} + quarantined "
+                f"{self.rows_quarantined:,} + duplicates collapsed {self.duplicates_collapsed:,}")
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "rows_in": self.rows_in, "rows_used": self.rows_used,
+                "rows_quarantined": self.rows_quarantined,
+                "duplicates_collapsed": self.duplicates_collapsed,
+                "by_reason": dict(self.by_reason), "patients": self.patients,
+                "balanced": self.balanced}
+
+
+@dataclass
+class IngestResult:
+    clean: pl.DataFrame
+    quarantine: pl.DataFrame
+    report: Reconciliation
+
+
+def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
+           name: str | None = None) -> IngestResult:
+    """Read and check telemetry; return clean rows, quarantined rows and the row accounting.
+
+    Parameters
+    ----------
+    source : path, ``file.duckdb:table``, polars/pyarrow/pandas frame
+        Long-format telemetry (DESIGN.md §3).
+    tz : str, optional
+        IANA zone (e.g. ``"Europe/Paris"``) in which naive timestamps are read. Without it a naive
+        timestamp is quarantined (``naive_timestamp``): guessing a zone would shift every alert.
+    now : datetime, optional
+        Reference time for ``future_timestamp`` (default: the current UTC time).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> raw = pl.DataFrame({"patient_id": ["P1", "P1"], "ts": ["2026-01-05T08:00Z"] * 2,
+    ...                     "metric": ["weight", "8867-4"], "value": ["81.5", "72"]})
+    >>> ingest(raw).report.summary()
+    'rows in 2 = used 2 + quarantined 0 + duplicates collapsed 0'
+    """
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<frame>")
+    raw = read_table(source)
+    return ingest_frame(raw, tz=tz, now=now, name=label)
+
+
+def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime | None = None,
+                 name: str = "<frame>") -> IngestResult:
+    """:func:`ingest` on a frame already in memory."""
+    _check_columns(raw, name)
+    if raw.height == 0:
+        raise InputError("has the telemetry columns but no rows: nothing to score. An empty "
+                         "export usually means the upstream extraction failed.", path=name)
+    if tz is not None:
+        _check_zone(tz)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        raise InputError("the reference time 'now' must carry a time zone", path=name)
+
+    df = _typed(raw, name, tz)
+    df = _with_reasons(df, now)
+    ok = df.filter(pl.col("reason").is_null())
+    # duplicates are judged on the converted value to 0.01 of the canonical unit (finer than any
+    # device reports): 81.2 kg and 179.015 lb are the same reading
+    key = ["patient_id", "metric", "ts"]
+    groups = ok.group_by(key).agg(pl.col("value").round(2).n_unique().alias("_nvals"),
+                                  pl.len().alias("_n"))
+    ok = ok.join(groups, on=key, how="left")
+    conflicting = ok.filter(pl.col("_nvals") > 1).with_columns(
+        reason=pl.lit("conflicting_duplicate"),
+        detail=pl.format("{} rows share this patient, metric and time with {} different values",
+                         pl.col("_n"), pl.col("_nvals")))
+    single = ok.filter(pl.col("_nvals") == 1)
+    clean = (single.sort([*key, "_row"]).unique(subset=key, keep="first", maintain_order=True)
+             .select(list(TELEMETRY_SCHEMA)))
+    collapsed = single.height - clean.height
+
+    bad = pl.concat([df.filter(pl.col("reason").is_not_null()), conflicting.drop("_nvals", "_n")],
+                    how="vertical_relaxed")
+    quarantine = _quarantine_frame(bad)
+    by_reason = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
+    report = Reconciliation(source=name, rows_in=raw.height, rows_used=clean.height,
+                            rows_quarantined=quarantine.height, duplicates_collapsed=collapsed,
+                            by_reason=by_reason, patients=clean["patient_id"].n_unique())
+    return IngestResult(clean=clean, quarantine=quarantine, report=report.check())
+
+
+# --------------------------------------------------------------------------------------------
+# file-level checks
+
+
+def _check_columns(raw: pl.DataFrame, name: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        found = ", ".join(raw.columns) or "none"
+        raise InputError(
+            f"telemetry is missing the required column(s) {', '.join(missing)}. Telemetry is long "
+            f"format with columns {', '.join(REQUIRED_COLUMNS)} (and optionally "
+            f"{', '.join(OPTIONAL_COLUMNS)}); found: {found}.", path=name, column=missing[0])
+    allowed = {
+        "patient_id": lambda t: t == pl.String or t.is_integer(),
+        "ts": lambda t: t == pl.String or isinstance(t, pl.Datetime) or t == pl.Date,
+        "metric": lambda t: t == pl.String or t == pl.Categorical or t.is_integer(),
+        "value": lambda t: t == pl.String or t.is_numeric() or t == pl.Null,
+        "unit": lambda t: t == pl.String or t == pl.Null or t == pl.Categorical,
+        "source": lambda t: t == pl.String or t == pl.Null or t == pl.Categorical
+        or t.is_integer(),
+    }
+    expected = {
+        "patient_id": "text (a pseudonymous id) or an integer",
+        "ts": "a timestamp or ISO-8601 text (epoch numbers are ambiguous and refused)",
+        "metric": "text (a canonical metric name or a LOINC code)",
+        "value": "a number (or text holding a number)",
+        "unit": "text (UCUM unit)",
+        "source": "text (device or questionnaire id)",
+    }
+    for col, ok in allowed.items():
+        if col in raw.columns and raw[col].dtype != pl.Null and not ok(raw[col].dtype):
+            raise InputError(f"has type {raw[col].dtype}; expected {expected[col]}.", path=name,
+                             column=col)
+
+
+def _check_zone(tz: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {tz!r}; give an IANA name such as 'Europe/Paris' "
+                         "or 'UTC'.") from None
+
+
+# --------------------------------------------------------------------------------------------
+# typing and row reasons
+
+
+def _as_text(col: str, raw: pl.DataFrame) -> pl.Expr:
+    if col not in raw.columns:
+        return pl.lit(None, dtype=pl.String).alias(col)
+    e = pl.col(col)
+    if isinstance(raw[col].dtype, pl.Datetime):
+        return e.dt.to_string("iso").alias(col)
+    return e.cast(pl.String).alias(col)
+
+
+def _typed(raw: pl.DataFrame, name: str, tz: str | None) -> pl.DataFrame:
+    """Raw text of every column (for the quarantine) beside parsed, converted columns."""
+    text_cols = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
+    df = raw.with_row_index("_row", offset=1).select(
+        pl.col("_row").cast(pl.Int64),
+        *[_as_text(c, raw).alias(f"_raw_{c}") for c in text_cols],
+        (_parse_ts(raw, tz)).alias("_ts"),
+        pl.lit(tz is not None).alias("_tz_given"),
+        _ts_flags(raw).alias("_ts_flag"),
+    )
+    pid = pl.col("_raw_patient_id").str.strip_chars()
+    metric_txt = pl.col("_raw_metric").str.strip_chars()
+    metric = (metric_txt.str.replace(r"^(?i:loinc:|http://loinc\.org\|)", "")
+              .replace_strict(_METRIC_LOOKUP, default=None, return_dtype=pl.String))
+    value_txt = pl.col("_raw_value").str.strip_chars()
+    value_num = (raw["value"].dtype.is_numeric()
+                 if "value" in raw.columns else False)
+    if value_num:
+        value = pl.col("_raw_value").cast(pl.Float64, strict=False)
+    else:
+        # a lone decimal comma is common in French device exports: "36,8"
+        value = (value_txt.str.replace(r"^([+-]?\d+),(\d+)$", "${1}.${2}")
+                 .cast(pl.Float64, strict=False))
+    unit_txt = pl.col("_raw_unit").str.strip_chars()
+    return df.with_columns(
+        patient_id=pl.when(pid.is_null() | (pid == "")).then(None).otherwise(pid),
+        metric=metric,
+        _value_missing=value_txt.is_null() | value_txt.is_in(_NULL_TEXT),
+        _value=value,
+        _unit=pl.when(unit_txt.is_null() | (unit_txt == "")).then(None).otherwise(unit_txt),
+        source=pl.col("_raw_source"),
+    )
+
+
+_METRIC_LOOKUP = {**{m: m for m in METRICS}, **{c: m.name for m in METRICS.values()
+                                                  for c in m.loinc}}
+_TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+_TS_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z")
+_OFFSET = r"([+-]\d{2}:?\d{2}|Z)$"
+
+
+def _normalised_ts_text(raw: pl.DataFrame) -> pl.Expr:
+    return (pl.col("ts").cast(pl.String).str.strip_chars()
+            .str.replace(r"^(\d{4}-\d{2}-\d{2})[ ]", "${1}T")
+            .str.replace(r"Z$", "+00:00")
+            .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}"))
+
+
+def _parse_ts(raw: pl.DataFrame, tz: str | None) -> pl.Expr:
+    """UTC timestamps; null where missing, unparseable, naive without a zone or nonexistent."""
+    dtype = raw["ts"].dtype
+    if isinstance(dtype, pl.Datetime):
+        e = pl.col("ts").cast(pl.Datetime("us", dtype.time_zone))
+        if dtype.time_zone is not None:
+            return e.dt.convert_time_zone("UTC")
+        return _localise(e, tz)
+    if dtype == pl.Date:
+        return _localise(pl.col("ts").cast(pl.Datetime("us")), tz)
+    if dtype == pl.Null:
+        return pl.lit(None, dtype=TS_DTYPE)
+    txt = _normalised_ts_text(raw)
+    aware = _parse_aware(txt)
+    naive = pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
+                         for f in _TS_FORMATS])
+    return pl.when(txt.str.contains(_OFFSET)).then(aware) \
+        .otherwise(_localise(naive, tz))
+
+
+def _parse_aware(txt: pl.Expr) -> pl.Expr:
+    return pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
+                        .dt.convert_time_zone("UTC") for f in _TS_AWARE_FORMATS])
+
+
+def _localise(naive: pl.Expr, tz: str | None) -> pl.Expr:
+    if tz is None:
+        return pl.lit(None, dtype=TS_DTYPE)
+    # Ambiguous wall-clock times (the repeated hour in autumn) take the earlier instant.
+    return naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") \
+        .dt.convert_time_zone("UTC")
+
+
+def _ts_flags(raw: pl.DataFrame) -> pl.Expr:
+    """Why a timestamp is unusable: 'missing', 'naive', 'parsed' or 'bad' (unparseable)."""
+    dtype = raw["ts"].dtype
+    if isinstance(dtype, pl.Datetime):
+        return (pl.when(pl.col("ts").is_null()).then(pl.lit("missing"))
+                .otherwise(pl.lit("parsed" if dtype.time_zone else "naive")))
+    if dtype == pl.Date:
+        return pl.when(pl.col("ts").is_null()).then(pl.lit("missing")).otherwise(pl.lit("naive"))
+    if dtype == pl.Null:
+        return pl.lit("missing")
+    txt = _normalised_ts_text(raw)
+    naive_ok = pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
+                            for f in _TS_FORMATS]).is_not_null()
+    aware_ok = _parse_aware(txt).is_not_null()
+    return (pl.when(txt.is_null() | txt.is_in(_NULL_TEXT)).then(pl.lit("missing"))
+            .when(txt.str.contains(_OFFSET) & aware_ok).then(pl.lit("parsed"))
+            .when(~txt.str.contains(_OFFSET) & naive_ok).then(pl.lit("naive"))
+            .otherwise(pl.lit("bad")))
+
+
+def _unit_tables() -> tuple[dict, dict, dict]:
+    """(metric, unit) -> scale, offset; metric -> canonical unit; metric -> (low, high, integer)."""
+    scale, offset = {}, {}
+    for m in METRICS.values():
+        for u, (a, b) in m.units.items():
+            scale[f"{m.name}|{u}"] = a
+            offset[f"{m.name}|{u}"] = b
+    return scale, offset, {m.name: m.unit for m in METRICS.values()}
+
+
+_SCALE, _OFFSET_U, _CANON_UNIT = _unit_tables()
+_LOW = {m.name: float(m.low) for m in METRICS.values()}
+_HIGH = {m.name: float(m.high) for m in METRICS.values()}
+_INTEGER = {m.name: m.integer for m in METRICS.values()}
+
+
+def _with_reasons(df: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+    m = pl.col("metric")
+    unit_key = pl.concat_str([m, pl.col("_unit")], separator="|")
+    scale = pl.when(pl.col("_unit").is_null()).then(pl.lit(1.0)).otherwise(
+        unit_key.replace_strict(_SCALE, default=None, return_dtype=pl.Float64))
+    offs = pl.when(pl.col("_unit").is_null()).then(pl.lit(0.0)).otherwise(
+        unit_key.replace_strict(_OFFSET_U, default=None, return_dtype=pl.Float64))
+    low = m.replace_strict(_LOW, default=None, return_dtype=pl.Float64)
+    high = m.replace_strict(_HIGH, default=None, return_dtype=pl.Float64)
+    integer = m.replace_strict(_INTEGER, default=False, return_dtype=pl.Boolean)
+    df = df.with_columns(
+        value=pl.col("_value") * scale + offs,
+        _scale=scale,
+        unit=m.replace_strict(_CANON_UNIT, default=None, return_dtype=pl.String),
+        ts=pl.col("_ts"),
+    )
+    v = pl.col("value")
+    now_limit = pl.lit(now + FUTURE_TOLERANCE).cast(TS_DTYPE)
+    flag = pl.col("_ts_flag")
+    reason = (
+        pl.when(pl.col("patient_id").is_null()).then(pl.lit("missing_patient_id"))
+        .when(flag == "missing").then(pl.lit("missing_timestamp"))
+        .when(flag == "bad").then(pl.lit("unparseable_timestamp"))
+        .when((flag == "naive") & pl.col("ts").is_null()
+              & pl.col("_tz_given")).then(pl.lit("nonexistent_local_time"))
+        .when(pl.col("ts").is_null() & (flag == "naive")).then(pl.lit("naive_timestamp"))
+        .when(pl.col("ts").is_null()).then(pl.lit("unparseable_timestamp"))
+        .when(m.is_null()).then(pl.lit("unknown_metric"))
+        .when(pl.col("_value_missing")).then(pl.lit("missing_value"))
+        .when(pl.col("_value").is_null()).then(pl.lit("unparseable_value"))
+        .when(~pl.col("_value").is_finite()).then(pl.lit("non_finite_value"))
+        .when(pl.col("_scale").is_null()).then(pl.lit("unconvertible_unit"))
+        .when((v < low) | (v > high) | (integer & (v != v.round(0))))
+        .then(pl.lit("implausible_value"))
+        .when(pl.col("ts") > now_limit).then(pl.lit("future_timestamp"))
+        .otherwise(None)
+    )
+    detail = (
+        pl.when(pl.col("_reason") == "unknown_metric").then(
+            pl.format("'{}' is not a canonical metric or known LOINC code",
+                      pl.col("_raw_metric")))
+        .when(pl.col("_reason") == "unconvertible_unit").then(
+            pl.format("'{}' cannot be converted to {} for {}", pl.col("_unit"), pl.col("unit"),
+                      m))
+        .when(pl.col("_reason") == "implausible_value").then(
+            pl.format("{} {} is outside {}..{}{}", v.round(4), pl.col("unit"), low, high,
+                      pl.when(integer).then(pl.lit(" (whole numbers only)")).otherwise(
+                          pl.lit(""))))
+        .when(pl.col("_reason") == "future_timestamp").then(
+            pl.format("{} is after the run time {}", pl.col("ts"), pl.lit(now.isoformat())))
+        .when(pl.col("_reason").is_not_null()).then(
+            pl.col("_reason").replace_strict(REASONS, default=None, return_dtype=pl.String))
+        .otherwise(None)
+    )
+    return df.with_columns(_reason=reason).with_columns(reason=pl.col("_reason"),
+                                                        detail=detail)
+
+
+def _quarantine_frame(bad: pl.DataFrame) -> pl.DataFrame:
+    if bad.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    return bad.select(
+        pl.col("_row").alias("row"),
+        *[pl.col(f"_raw_{c}").alias(c) for c in ("patient_id", "ts", "metric", "value", "unit",
+                                                 "source")],
+        "reason", "detail",
+    ).sort("row").cast(QUARANTINE_SCHEMA)

@@ -1,0 +1,102 @@
+"""Readers for every telemetry and patient source: Parquet, CSV, Arrow IPC, DuckDB tables, frames.
+
+A DuckDB table is named ``path/to/file.duckdb:table``. CSV is read as text so that one bad cell
+quarantines one row instead of failing the whole file.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
+            ".arrow": "ipc", ".ipc": "ipc", ".feather": "ipc"}
+_DUCKDB = re.compile(r"^(?P<path>.+\.(?:duckdb|db|ddb)):(?P<table>[A-Za-z_][\w.]*)$")
+
+
+def read_table(source, *, what: str = "telemetry") -> pl.DataFrame:
+    """Read a source into a polars frame, or raise :class:`InputError` naming the file."""
+    if isinstance(source, pl.DataFrame):
+        return source
+    if isinstance(source, pl.LazyFrame):
+        return source.collect()
+    mod = type(source).__module__.split(".")[0]
+    if mod == "pyarrow":
+        return pl.DataFrame(pl.from_arrow(source))
+    if mod == "pandas":
+        return pl.from_pandas(source)
+    text = str(source)
+    m = _DUCKDB.match(text)
+    if m:
+        return read_duckdb(m["path"], m["table"])
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"{what} file not found.", path=text)
+    if path.is_dir():
+        raise InputError(f"is a folder; give a {what} file (.parquet, .csv, .arrow) or "
+                         "file.duckdb:table.", path=text)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        if path.suffix.lower() in (".duckdb", ".db", ".ddb"):
+            raise InputError("name the table too, as file.duckdb:table.", path=text)
+        raise InputError(f"unknown {what} format '{path.suffix}'; use .parquet, .csv, .tsv, "
+                         ".arrow/.ipc/.feather or file.duckdb:table.", path=text)
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty (0 bytes).", path=text)
+    try:
+        if kind == "parquet":
+            df = pl.read_parquet(path)
+        elif kind == "ipc":
+            df = pl.read_ipc(path)
+        else:
+            df = pl.read_csv(path, infer_schema=False, separator=_separator(path))
+    except (pl.exceptions.PolarsError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot be read as {kind.upper()} ({_short(exc)}). Check that the "
+                         "file is complete and that its extension matches its content.",
+                         path=text) from None
+    if df.width == 0:
+        raise InputError("the file has no columns.", path=text)
+    return df
+
+
+def _separator(path: Path) -> str:
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    with open(path, "rb") as fh:
+        header = fh.readline(4096)
+    # French spreadsheet exports separate fields with ';' because the comma is the decimal mark
+    if b";" in header and b"," not in header:
+        return ";"
+    return ","
+
+
+def read_duckdb(path: str, table: str) -> pl.DataFrame:
+    import duckdb
+
+    if not Path(path).exists():
+        raise InputError("DuckDB file not found.", path=path)
+    try:
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.Error as exc:
+        raise InputError(f"cannot be opened as a DuckDB database ({_short(exc)}).",
+                         path=path) from None
+    try:
+        tables = [r[0] for r in con.sql(
+            "select case when table_schema = 'main' then table_name "
+            "else table_schema || '.' || table_name end from information_schema.tables "
+            "order by 1").fetchall()]
+        if table not in tables:
+            raise InputError(f"has no table '{table}'; its tables: {', '.join(tables) or 'none'}.",
+                             path=path)
+        ident = ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+        return pl.DataFrame(pl.from_arrow(con.sql(f"select * from {ident}").to_arrow_table()))
+    finally:
+        con.close()
+
+
+def _short(exc: Exception) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[:200]
