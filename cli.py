@@ -1,4 +1,27 @@
+"""The ``veille`` command line: a thin layer over :mod:`engine` (one Typer app per group)."""
+from __future__ import annotations
+
 import typer
-app = typer.Typer()
-def main():
+
+from engine.commands.generate import generate
+from engine.commands.score import score
+
+app = typer.Typer(name="veille", no_args_is_help=True, add_completion=False,
+                  help="Clinical alert and risk-scoring engine for home telemonitoring.")
+app.command("score")(score)
+app.command("generate")(generate)
+
+try:  # the rules group (engine/commands/rules.py)
+    from engine.commands.rules import app as rules_app
+except ImportError:  # pragma: no cover - during the rule language's construction only
+    rules_app = None
+if rules_app is not None:
+    app.add_typer(rules_app, name="rules", help="Validate, test and explain rule packs.")
+
+
+def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

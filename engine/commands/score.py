@@ -1,0 +1,106 @@
+"""``veille score``: ingest, detect, evaluate rules, rank, write the queue."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..paths import bundled, sample_cohort
+from ..sinks import output_format, write_frame
+from ._common import console, err_console, friendly_errors
+
+STAGES = {"ingest": "checking and normalising telemetry", "rules": "running detectors and rules",
+          "queue": "ranking the alert queue"}
+
+
+def quarantine_path(out: Path) -> Path:
+    if output_format(out) == "duckdb":
+        return out
+    return out.with_name(f"{out.stem}.quarantine{out.suffix}")
+
+
+@friendly_errors
+def score(
+    telemetry: Annotated[Optional[Path], typer.Argument(
+        help="Telemetry file (.parquet, .csv, .arrow) or file.duckdb:table. "
+             "Default: the bundled sample cohort.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Alert queue to write: .parquet, "
+                                      ".jsonl, .csv or .duckdb (by extension).")] = ...,
+    patients: Annotated[Optional[Path], typer.Option(
+        help="Patients table (programme, age, ...). Default: the sample's, when scoring the "
+             "sample.")] = None,
+    rules: Annotated[list[Path], typer.Option(
+        help="Rule pack file or folder (repeatable). Default: the bundled rules/.")] = [],
+    site: Annotated[list[Path], typer.Option(
+        help="Site override file (repeatable), e.g. rules/sites/meuse.yaml.")] = [],
+    tz: Annotated[Optional[str], typer.Option(
+        help="Time zone of naive timestamps, e.g. Europe/Paris. Without it naive timestamps "
+             "are quarantined.")] = None,
+    top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
+) -> None:
+    """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
+    from ..pipeline import Engine
+
+    started = time.perf_counter()
+    output_format(out)  # fail on a bad extension before any work
+    if telemetry is None:
+        telemetry, sample_patients = sample_cohort()
+        patients = patients or sample_patients
+        console.print(f"scoring the bundled sample cohort [dim]({telemetry})[/]")
+    _notice_compilation()
+    engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        result = engine.score(str(telemetry), str(patients) if patients else None, tz=tz,
+                              progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+    q_path = quarantine_path(out)
+    write_frame(result.quarantine, q_path, table="quarantine")
+    write_frame(result.queue, out, table="alerts")
+    _render(result, out, q_path, time.perf_counter() - started, top)
+
+
+def _notice_compilation() -> None:
+    try:
+        from ..detectors import is_cached
+    except ImportError:
+        return
+    if not is_cached():
+        err_console.print("compiling detectors (first run after install; later runs use the "
+                          "on-disk cache)…")
+
+
+def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
+    rep = result.report
+    console.print(f"rows     {rep.summary()}")
+    if rep.by_reason:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(rep.by_reason.items(),
+                                                             key=lambda kv: -kv[1]))
+        console.print(f"         quarantined: {reasons}")
+    n_pat = result.patients.height if result.patients is not None else rep.patients
+    console.print(f"patients {rep.patients:,} with usable telemetry ({n_pat:,} in the patients "
+                  "table)" if result.patients is not None else
+                  f"patients {rep.patients:,} with usable telemetry (no patients table: only "
+                  "packs scoped to any cohort apply)")
+    s = result.alerts_by_severity
+    console.print(f"alerts   open: high {s['high']:,}, medium {s['medium']:,}, low {s['low']:,} "
+                  f"— {s['patients']:,} patients to call; {s['resolved']:,} episodes already "
+                  "resolved")
+    console.print(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
+                  f"({result.quarantine.height:,} rows)")
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+    console.print(f"time     {seconds:.2f} s ({stages})")
+    open_q = result.queue.filter(result.queue["status"] == "open")
+    if top and open_q.height:
+        table = Table(title="Call first", show_lines=False)
+        for col in ("#", "patient", "severity", "rule", "reason"):
+            table.add_column(col)
+        firsts = open_q.unique("patient_id", keep="first", maintain_order=True).head(top)
+        for r in firsts.iter_rows(named=True):
+            table.add_row(str(r["patient_rank"]), r["patient_id"], r["severity"], r["rule_id"],
+                          r["reason"] or "")
+        console.print(table)

@@ -1,0 +1,89 @@
+"""The alert queue: episodes ranked into the list a coordination nurse works through.
+
+Priority (DESIGN.md §1): severity tier first (high, medium, low — IEC 60601-1-8's immediate,
+prompt and awareness responses), then the calibrated risk when a model gives one (higher first),
+then waiting time (the alert open longest first). Resolved episodes stay in the output for the
+record but get no priority. Alerts are grouped per patient: ``patient_rank`` orders patients by
+their most urgent open alert, so "who do I call first" is the first row.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+SEVERITY_TIER = {"high": 0, "medium": 1, "low": 2}
+
+QUEUE_COLUMNS: dict[str, pl.DataType] = {
+    "alert_id": pl.String(),
+    "priority": pl.Int64(),
+    "patient_rank": pl.Int64(),
+    "patient_id": pl.String(),
+    "rule_id": pl.String(),
+    "pack": pl.String(),
+    "severity": pl.String(),
+    "risk": pl.Float64(),
+    "status": pl.String(),
+    "opened_at": pl.Datetime("us", "UTC"),
+    "last_seen_at": pl.Datetime("us", "UTC"),
+    "resolved_at": pl.Datetime("us", "UTC"),
+    "title": pl.String(),
+    "reason": pl.String(),
+    "evidence": pl.String(),
+}
+
+
+def alert_id(patient_id: str, rule_id: str, opened_at) -> str:
+    """Stable id of an episode: the same inputs give the same id on every run and machine."""
+    key = f"{patient_id}\x1f{rule_id}\x1f{opened_at.isoformat()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Rank episodes into the alert queue.
+
+    Parameters
+    ----------
+    episodes : polars.DataFrame
+        One row per episode with ``patient_id, rule_id, pack, severity, title, opened_at,
+        last_seen_at, resolved_at, evidence, reason`` (the output of the rule stage).
+    risk : polars.DataFrame, optional
+        ``patient_id, risk`` (calibrated probability) from the risk model.
+    """
+    if episodes.height == 0:
+        return pl.DataFrame(schema=QUEUE_COLUMNS)
+    df = episodes
+    if risk is not None:
+        df = df.join(risk.select("patient_id", "risk"), on="patient_id", how="left")
+    else:
+        df = df.with_columns(risk=pl.lit(None, dtype=pl.Float64))
+    df = df.with_columns(
+        alert_id=pl.struct("patient_id", "rule_id", "opened_at").map_elements(
+            lambda s: alert_id(s["patient_id"], s["rule_id"], s["opened_at"]),
+            return_dtype=pl.String),
+        status=pl.when(pl.col("resolved_at").is_null()).then(pl.lit("open"))
+        .otherwise(pl.lit("resolved")),
+        _tier=pl.col("severity").replace_strict(SEVERITY_TIER, default=3,
+                                                return_dtype=pl.Int64),
+    )
+    order = ["_open_last", "_tier", "_neg_risk", "opened_at", "patient_id", "rule_id"]
+    df = df.with_columns(_open_last=(pl.col("status") != "open").cast(pl.Int8),
+                         _neg_risk=(-pl.col("risk")).fill_null(0.0))
+    df = df.sort(order, nulls_last=True).with_row_index("_pos", offset=1)
+    df = df.with_columns(priority=pl.when(pl.col("status") == "open")
+                         .then(pl.col("_pos").cast(pl.Int64)).otherwise(None))
+    best = (df.group_by("patient_id").agg(pl.col("_pos").min().alias("_best"))
+            .sort("_best").with_row_index("patient_rank", offset=1)
+            .select("patient_id", pl.col("patient_rank").cast(pl.Int64)))
+    df = df.join(best, on="patient_id", how="left")
+    return df.sort("patient_rank", "_pos").select(
+        [pl.col(c).cast(t) for c, t in QUEUE_COLUMNS.items()])
+
+
+def summary(queue: pl.DataFrame) -> dict[str, int]:
+    """Open alerts by severity, plus the number of patients with an open alert."""
+    open_ = queue.filter(pl.col("status") == "open")
+    out = {s: int((open_["severity"] == s).sum()) for s in SEVERITY_TIER}
+    out["patients"] = open_["patient_id"].n_unique()
+    out["resolved"] = queue.height - open_.height
+    return out
