@@ -147,3 +147,24 @@ def test_rows_always_reconcile(rows, dup, tz):
     for metric, lo, hi in r.clean.group_by("metric").agg(
             pl.col("value").min(), pl.col("value").max().alias("hi")).rows():
         assert METRICS[metric].low <= lo and hi <= METRICS[metric].high
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=__import__("engine.testing", fromlist=["x"]).telemetry_frames())
+def test_public_strategy_reconciles(raw):
+    rep = ingest_frame(raw, now=NOW).report
+    assert rep.balanced and rep.rows_in == raw.height
+
+
+def test_assert_alerts_equal_reports_differences():
+    from engine.testing import assert_alerts_equal
+
+    t = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    a = pl.DataFrame({"patient_id": ["A", "B"], "rule_id": ["r", "r"], "severity": ["high"] * 2,
+                      "opened_at": [t, t], "resolved_at": [None, None]},
+                     schema_overrides={"resolved_at": pl.Datetime("us", "UTC")})
+    assert_alerts_equal(a, a.reverse())
+    with pytest.raises(AssertionError, match="only left: patient_id=B"):
+        assert_alerts_equal(a, a.head(1))
+    with pytest.raises(AssertionError, match="different order"):
+        assert_alerts_equal(a, a.reverse(), check_order=True)
