@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import typer
 
+from engine.commands.backtest import backtest
 from engine.commands.generate import generate
+from engine.commands.rules import app as rules_app
 from engine.commands.score import score
 
 app = typer.Typer(name="veille", no_args_is_help=True, add_completion=False,
                   help="Clinical alert and risk-scoring engine for home telemonitoring.")
 app.command("score")(score)
 app.command("generate")(generate)
+app.command("backtest")(backtest)
 
-try:  # the rules group (engine/commands/rules.py)
-    from engine.commands.rules import app as rules_app
-except ImportError:  # pragma: no cover - during the rule language's construction only
-    rules_app = None
-if rules_app is not None:
-    app.add_typer(rules_app, name="rules", help="Validate, test and explain rule packs.")
+app.add_typer(rules_app, name="rules", help="Validate, test and explain rule packs.")
 
 
 def main() -> None:

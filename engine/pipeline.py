@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from . import queue as queue_mod
+from .episodes import within_follow_up
 from .ingest import IngestResult, Reconciliation, ingest
 from .patients import check_patients, load_patients
 from .paths import bundled
@@ -63,9 +64,15 @@ class Engine:
         return cls(load_rules(list(rules), sites=list(sites)))
 
     def score(self, telemetry, patients=None, *, tz: str | None = None,
-              now: dt.datetime | None = None,
+              now: dt.datetime | None = None, as_of: dt.datetime | None = None,
               progress: Callable[[str], None] | None = None) -> Result:
-        """Run every stage. ``telemetry`` and ``patients`` are paths or frames."""
+        """Run every stage. ``telemetry`` and ``patients`` are paths or frames.
+
+        ``as_of`` is the time the queue is drawn up for: rules are evaluated up to it, so a device
+        that stopped sending before it is seen as silent. It defaults to the latest reading in
+        the input (a batch over an export describes the moment of the export). ``now`` is only
+        the reference for refusing future timestamps.
+        """
         timings: dict[str, float] = {}
         step = progress or (lambda _stage: None)
 
@@ -80,7 +87,9 @@ class Engine:
 
         t = time.perf_counter()
         step("rules")
-        episodes = self.ruleset.evaluate(ing.clean, pats)
+        until = as_of if as_of is not None else (ing.clean["ts"].max() if ing.clean.height
+                                                  else None)
+        episodes = within_follow_up(self.ruleset.evaluate(ing.clean, pats, until=until), pats)
         timings["rules"] = time.perf_counter() - t
 
         t = time.perf_counter()

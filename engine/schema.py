@@ -114,6 +114,8 @@ PATIENT_SCHEMA: dict[str, tuple[pl.DataType, bool, str]] = {
     "baseline_weight_kg": (pl.Float64(), False, "usual / dry weight in kg"),
     "spo2_scale": (pl.Int64(), False, "NEWS2 SpO2 scale: 2 only for a prescribed 88-92 % target"),
     "enrolled_at": (TS_DTYPE, False, "start of telemonitoring"),
+    "discharged_at": (TS_DTYPE, False, "end of telemonitoring (discharge from the programme); "
+                      "empty while the patient is followed"),
 }
 
 PROGRAMMES = ("heart_failure", "copd", "diabetes", "covid_home", "sleep_apnoea",

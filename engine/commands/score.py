@@ -40,6 +40,9 @@ def score(
     tz: Annotated[Optional[str], typer.Option(
         help="Time zone of naive timestamps, e.g. Europe/Paris. Without it naive timestamps "
              "are quarantined.")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="Draw the queue up as of this ISO time (default: the latest reading). "
+        "A device silent since before it raises a silence alert.")] = None,
     top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
@@ -47,6 +50,7 @@ def score(
 
     started = time.perf_counter()
     output_format(out)  # fail on a bad extension before any work
+    as_of_dt = parse_as_of(as_of)
     if telemetry is None:
         telemetry, sample_patients = sample_cohort()
         patients = patients or sample_patients
@@ -57,11 +61,29 @@ def score(
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         result = engine.score(str(telemetry), str(patients) if patients else None, tz=tz,
-                              progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+                              as_of=as_of_dt, progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
     q_path = quarantine_path(out)
     write_frame(result.quarantine, q_path, table="quarantine")
     write_frame(result.queue, out, table="alerts")
     _render(result, out, q_path, time.perf_counter() - started, top)
+
+
+def parse_as_of(text: str | None):
+    import datetime as dt
+
+    from ..errors import InputError
+
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--as-of must be an ISO time like 2026-02-15T08:00+01:00; got "
+                         f"{text!r}.") from None
+    if value.tzinfo is None:
+        raise InputError("--as-of needs a time zone (e.g. 2026-02-15T08:00+01:00 or ...Z): "
+                         "a queue time without one is ambiguous.")
+    return value.astimezone(dt.timezone.utc)
 
 
 def _notice_compilation() -> None:

@@ -155,6 +155,10 @@ def patients_frame(patients: list[Patient]) -> pl.DataFrame:
         "baseline_weight_kg": [p.baseline_weight_kg for p in patients],
         "spo2_scale": [p.spo2_scale for p in patients],
         "enrolled_at": timestamps([p.enrolled_at for p in patients]),
+        # a COVID-19 follow-up ends with a discharge; chronic programmes run on past the window
+        "discharged_at": pl.Series([p.ends_at if p.programme == "covid_home" else None
+                                    for p in patients], dtype=pl.Int64)
+        .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
     })
     return df.cast({name: dtype for name, (dtype, _, _) in PATIENT_SCHEMA.items()}) \
         .sort("patient_id")

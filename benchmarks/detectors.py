@@ -1,0 +1,419 @@
+"""Detector throughput: veille against polars, DuckDB and pandas on the same detector set.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.detectors                # 1e6 and 1e7 rows
+    .venv/bin/python -m benchmarks.detectors --rows 200000  # a quick run
+    .venv/bin/python -m benchmarks.detectors --large        # adds 3e7 rows
+
+The data are long-format telemetry (``patient_id, metric, ts, value``) with irregular sampling
+(exponential gaps, mean 5 minutes, and the odd 6-hour silence), many patients and three metrics,
+sorted by ``(patient_id, metric, ts)``. Every implementation computes, per ``(patient, metric)``
+series, the same eight outputs:
+
+===============  =========================================================================
+``mean_1h``      mean over the trailing 1 h window
+``min_6h``       min over 6 h;  ``max_6h``: max over 6 h
+``std_24h``      sample std (ddof 1) over 24 h
+``delta_24h``    value minus the first value in the 24 h window
+``z_72h``        (value - mean_72h) / std_72h, the current reading inside its own window
+``above_min``    minutes the value has stayed continuously above 105 (0 when not above)
+``since_last``   minutes since the previous reading of the series
+===============  =========================================================================
+
+Windows are ``[t - W, t]``, both ends closed. Tie semantics differ between the tools: veille and
+pandas put the earlier rows of a tied timestamp in a row's window but not the later ones (row order
+breaks ties); polars ``rolling_*_by(closed="both")`` and DuckDB ``RANGE ... CURRENT ROW`` include
+every row of the tied timestamp (SQL peers). The generated data have no tied timestamps within a
+series, so all four compute the same numbers; the benchmark checks that first, on a small cohort
+(values, and nulls in the same places), then times each tool in a fresh subprocess so that peak
+memory (Linux ``VmHWM``, reset after loading the input) belongs to that tool alone. The full-size
+outputs are cross-checked by their column sums and null counts.
+
+Results go to ``benchmarks/results/detectors-<rows>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+METRICS = ("heart_rate", "resp_rate", "spo2")     # sorted, as the telemetry contract sorts them
+ROWS_PER_SERIES = 600
+THRESHOLD = 105.0
+OUTPUTS = ("mean_1h", "min_6h", "max_6h", "std_24h", "delta_24h", "z_72h", "above_min",
+           "since_last")
+IMPLS = ("veille", "polars", "duckdb", "pandas")
+T0_US = 1_704_067_200_000_000
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+def make_telemetry(rows: int, seed: int = 0) -> pl.DataFrame:
+    """Sorted long-format telemetry with ``rows`` rows and no tied timestamps within a series."""
+    rng = np.random.default_rng(seed)
+    n_series = max(1, -(-rows // ROWS_PER_SERIES))
+    n_series = -(-n_series // len(METRICS)) * len(METRICS)      # whole patients
+    lengths = np.full(n_series, rows // n_series, dtype=np.int64)
+    lengths[: rows % n_series] += 1
+    series = np.repeat(np.arange(n_series), lengths)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    # gaps: >= 1 s (no ties), exponential with mean 5 min, 0.2 % of them a 6 h silence
+    gaps = 1_000_000 + rng.exponential(300e6, rows).astype(np.int64)
+    gaps[rng.random(rows) < 0.002] += 6 * 3_600_000_000
+    gaps[starts] = rng.integers(0, 86_400_000_000, n_series)     # each series' first reading
+    ts = np.cumsum(gaps)
+    ts -= np.repeat(np.concatenate([[0], ts[starts[1:] - 1]]), lengths)
+    ts += T0_US
+    walk = np.cumsum(rng.normal(0.0, 0.3, rows))
+    walk -= np.repeat(walk[starts], lengths)
+    value = 100.0 + walk + rng.normal(0.0, 2.0, rows)
+    n_pat = n_series // len(METRICS)
+    width = len(str(n_pat))
+    names = pl.Series([f"p{i:0{width}d}" for i in range(n_pat)])
+    return pl.DataFrame({
+        "patient_id": names.gather(series // len(METRICS)),
+        "metric": pl.Series(METRICS).gather(series % len(METRICS)),
+        "ts": pl.Series(ts).cast(pl.Datetime("us", "UTC")),
+        "value": value,
+    })
+
+
+# --------------------------------------------------------------------------------------------
+# the four implementations: (load input from Parquet, compute, columns of the result)
+# --------------------------------------------------------------------------------------------
+VEILLE_SPECS = {
+    "mean_1h": {"fn": "mean", "window": "1h"},
+    "min_6h": {"fn": "min", "window": "6h"},
+    "max_6h": {"fn": "max", "window": "6h"},
+    "std_24h": {"fn": "std", "window": "24h"},
+    "delta_24h": {"fn": "delta", "window": "24h"},
+    "z_72h": {"fn": "zscore", "window": "72h", "lag": "0m", "min_count": 2},
+    "above_min": {"fn": "time_above", "threshold": THRESHOLD},
+    "since_last": {"fn": "since_last"},
+}
+
+
+def veille_compute(df: pl.DataFrame) -> pl.DataFrame:
+    from engine.detectors import evaluate_all_metrics
+    return evaluate_all_metrics(df, VEILLE_SPECS)
+
+
+def polars_compute(df: pl.DataFrame) -> pl.DataFrame:
+    s = ["patient_id", "metric"]
+    v, t = pl.col("value"), pl.col("ts")
+    above = v > THRESHOLD
+    run_start = (above != above.shift(1)).fill_null(True).over(s)
+    out = df.with_columns(
+        v.rolling_mean_by(t, "1h", closed="both").over(s).alias("mean_1h"),
+        v.rolling_min_by(t, "6h", closed="both").over(s).alias("min_6h"),
+        v.rolling_max_by(t, "6h", closed="both").over(s).alias("max_6h"),
+        v.rolling_std_by(t, "24h", closed="both").over(s).alias("std_24h"),
+        ((v - v.rolling_mean_by(t, "72h", closed="both").over(s))
+         / v.rolling_std_by(t, "72h", closed="both").over(s)).alias("z_72h"),
+        pl.when(above).then((t - t.first().over(run_start.cum_sum())).dt.total_microseconds()
+                            / 60e6).otherwise(0.0).alias("above_min"),
+        (t.diff().over(s).dt.total_microseconds() / 60e6).alias("since_last"),
+    )
+    # the first value at or after t - 24h: an as-of join looking forward from t - 24h
+    first = (df.select(*s, (t - pl.duration(hours=24)).alias("start"))
+             .join_asof(df.select(*s, t.alias("start"), v.alias("first")), on="start", by=s,
+                        strategy="forward", check_sortedness=False))
+    return out.with_columns((v - first["first"]).alias("delta_24h"))
+
+
+DUCKDB_SQL = f"""
+CREATE OR REPLACE TABLE result AS
+WITH runs AS (
+  SELECT *, SUM(CASE WHEN above IS DISTINCT FROM prev THEN 1 ELSE 0 END)
+            OVER (PARTITION BY patient_id, metric ORDER BY ts ROWS UNBOUNDED PRECEDING) AS run
+  FROM (SELECT *, value > {THRESHOLD} AS above,
+               LAG(value > {THRESHOLD}) OVER (PARTITION BY patient_id, metric ORDER BY ts) AS prev
+        FROM telemetry))
+SELECT patient_id, metric, ts, value,
+  AVG(value) OVER w1 AS mean_1h,
+  MIN(value) OVER w6 AS min_6h,
+  MAX(value) OVER w6 AS max_6h,
+  STDDEV_SAMP(value) OVER w24 AS std_24h,
+  value - FIRST_VALUE(value) OVER w24 AS delta_24h,
+  (value - AVG(value) OVER w72) / STDDEV_SAMP(value) OVER w72 AS z_72h,
+  CASE WHEN above THEN (EPOCH_US(ts) - MIN(EPOCH_US(ts)) OVER (PARTITION BY patient_id,
+       metric, run)) / 60e6 ELSE 0.0 END AS above_min,
+  (EPOCH_US(ts) - EPOCH_US(LAG(ts) OVER (PARTITION BY patient_id, metric ORDER BY ts))) / 60e6
+    AS since_last
+FROM runs
+WINDOW
+  w1 AS (PARTITION BY patient_id, metric ORDER BY ts
+         RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
+  w6 AS (PARTITION BY patient_id, metric ORDER BY ts
+         RANGE BETWEEN INTERVAL 6 HOUR PRECEDING AND CURRENT ROW),
+  w24 AS (PARTITION BY patient_id, metric ORDER BY ts
+          RANGE BETWEEN INTERVAL 24 HOUR PRECEDING AND CURRENT ROW),
+  w72 AS (PARTITION BY patient_id, metric ORDER BY ts
+          RANGE BETWEEN INTERVAL 72 HOUR PRECEDING AND CURRENT ROW)
+"""
+
+
+def duckdb_load(path):
+    import duckdb
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE telemetry AS SELECT patient_id, metric, ts, value "
+                f"FROM read_parquet('{path}')")
+    return con
+
+
+def duckdb_compute(con):
+    con.execute(DUCKDB_SQL)
+    return con
+
+
+def duckdb_columns(con) -> pl.DataFrame:
+    return con.sql("SELECT * FROM result ORDER BY patient_id, metric, ts").pl()
+
+
+def pandas_load(path):
+    import pandas as pd
+    return pd.read_parquet(path, columns=["patient_id", "metric", "ts", "value"])
+
+
+def pandas_compute(df):
+    import pandas as pd
+    s = ["patient_id", "metric"]
+    g = df.groupby(s, sort=False, observed=True)
+    out = pd.DataFrame(index=df.index)
+    r1 = g.rolling("1h", on="ts", closed="both")["value"]
+    r6 = g.rolling("6h", on="ts", closed="both")["value"]
+    r24 = g.rolling("24h", on="ts", closed="both")["value"]
+    r72 = g.rolling("72h", on="ts", closed="both")["value"]
+    # groupby-rolling returns rows group by group: the input's order, as it is sorted by group
+    out["mean_1h"] = r1.mean().to_numpy()
+    out["min_6h"] = r6.min().to_numpy()
+    out["max_6h"] = r6.max().to_numpy()
+    out["std_24h"] = r24.std().to_numpy()
+    out["delta_24h"] = df["value"].to_numpy() - r24.first().to_numpy()
+    out["z_72h"] = (df["value"].to_numpy() - r72.mean().to_numpy()) / r72.std().to_numpy()
+    above = df["value"] > THRESHOLD
+    new_series = (df["patient_id"] != df["patient_id"].shift()) | \
+        (df["metric"] != df["metric"].shift())
+    run = ((above != above.shift()) | new_series).cumsum()
+    start = df["ts"].groupby(run).transform("first")
+    out["above_min"] = ((df["ts"] - start).dt.total_seconds() / 60.0).where(above, 0.0)
+    out["since_last"] = g["ts"].diff().dt.total_seconds() / 60.0
+    return out
+
+
+IMPL = {
+    "veille": (lambda p: pl.read_parquet(p).rechunk(), veille_compute, lambda r: r),
+    "polars": (lambda p: pl.read_parquet(p).rechunk(), polars_compute, lambda r: r),
+    "duckdb": (duckdb_load, duckdb_compute, duckdb_columns),
+    "pandas": (pandas_load, pandas_compute, lambda r: pl.from_pandas(r)),
+}
+
+
+def columns_of(impl: str, result) -> dict[str, np.ndarray]:
+    """The eight outputs as float64 arrays, null -> NaN, in (patient, metric, ts) order."""
+    frame = IMPL[impl][2](result)
+    return {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in OUTPUTS}
+
+
+# --------------------------------------------------------------------------------------------
+# agreement
+# --------------------------------------------------------------------------------------------
+def check_agreement(rows: int, tmp: Path, rtol: float = 1e-6) -> dict:
+    """Run the four on a small cohort; return the largest relative difference to veille."""
+    path = tmp / "check.parquet"
+    make_telemetry(rows, seed=1).write_parquet(path)
+    cols = {}
+    for impl in IMPLS:
+        load, compute, _ = IMPL[impl]
+        cols[impl] = columns_of(impl, compute(load(path)))
+    report = {}
+    for impl in IMPLS[1:]:
+        worst = {}
+        for c in OUTPUTS:
+            a, b = cols["veille"][c], cols[impl][c]
+            # a peer's +-inf (0/0 or x/0 z-score) is "undefined", as veille's null
+            b = np.where(np.isfinite(b), b, np.nan)
+            if not np.array_equal(np.isnan(a), np.isnan(b)):
+                raise AssertionError(f"{impl} {c}: nulls at different rows "
+                                     f"({np.isnan(a).sum()} vs {np.isnan(b).sum()})")
+            ok = ~np.isnan(a)
+            denom = np.maximum(np.abs(a[ok]), 1.0)
+            worst[c] = float(np.max(np.abs(a[ok] - b[ok]) / denom, initial=0.0))
+            if worst[c] > rtol:
+                raise AssertionError(f"{impl} {c}: relative difference {worst[c]:.3g} > {rtol}")
+        report[impl] = worst
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# one implementation in its own process
+# --------------------------------------------------------------------------------------------
+def _status(key: str) -> int:
+    """A /proc/self/status field in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def compile_veille() -> dict:
+    """Compile veille's kernels into the (empty) cache; the cost of a first run after install."""
+    from engine.detectors import is_cached, warmup
+    fns = sorted({s["fn"] for s in VEILLE_SPECS.values()})
+    before = is_cached(fns)
+    t = time.perf_counter()
+    warmup(fns)
+    return {"cached_before": before, "compile_s": time.perf_counter() - t}
+
+
+def run_one(impl: str, path: str, repeat: int) -> dict:
+    """Load, then time ``repeat`` computations; peak memory is measured from after the load.
+
+    veille's first call includes loading its compiled kernels from the on-disk cache; its
+    compilation is timed apart (:func:`compile_veille`, another process) so that the compiler's
+    own memory does not hide in this process's heap.
+    """
+    load, compute, _ = IMPL[impl]
+    out = {"impl": impl}
+    data = load(path)
+    if impl in ("veille", "polars"):
+        out["input_bytes"] = int(data.estimated_size())
+    rss_loaded = _status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")                           # reset the peak (VmHWM) to the current RSS
+    times = []
+    result = None
+    for _ in range(repeat):
+        result = None
+        t = time.perf_counter()
+        result = compute(data)
+        times.append(time.perf_counter() - t)
+    out["peak_extra_bytes"] = _status("VmHWM") - rss_loaded
+    out["peak_rss_bytes"] = _status("VmHWM")
+    out["times_s"] = times
+    cols = columns_of(impl, result)
+    out["sums"] = {c: float(np.nansum(np.where(np.isfinite(v), v, np.nan)))
+                   for c, v in cols.items()}
+    out["nulls"] = {c: int((~np.isfinite(v)).sum()) for c, v in cols.items()}
+    return out
+
+
+def run_in_subprocess(impl: str, path: Path | None, repeat: int, cache_dir: str | None) -> dict:
+    env = dict(os.environ)
+    if cache_dir:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    args = ["--compile"] if path is None else ["--data", str(path), "--repeat", str(repeat)]
+    r = subprocess.run([sys.executable, "-m", "benchmarks.detectors", "--impl", impl, *args],
+                       capture_output=True, text=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1])
+    if r.returncode != 0:
+        raise RuntimeError(f"{impl} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+def bench(rows: int, tmp: Path, repeat: int) -> dict:
+    """Time the four on ``rows`` rows; veille is always run ``max(repeat, 3)`` times (cheap)."""
+    path = tmp / f"telemetry-{rows}.parquet"
+    df = make_telemetry(rows)
+    input_bytes = int(df.estimated_size())
+    df.write_parquet(path)
+    del df
+    runs = {}
+    with tempfile.TemporaryDirectory() as cold:     # veille compiles into an empty cache
+        compiled = run_in_subprocess("veille", None, 0, cold)
+        for impl in IMPLS:
+            n = max(repeat, 3) if impl == "veille" else repeat
+            runs[impl] = run_in_subprocess(impl, path, n, cold if impl == "veille" else None)
+    runs["veille"].update(compiled)
+    ref = runs["veille"]
+    for impl in IMPLS[1:]:
+        for c in OUTPUTS:
+            a, b = ref["sums"][c], runs[impl]["sums"][c]
+            if abs(a - b) > 1e-6 * max(1.0, abs(a)) or ref["nulls"][c] != runs[impl]["nulls"][c]:
+                raise AssertionError(f"{rows} rows, {impl} {c}: sum {b} vs veille {a}, nulls "
+                                     f"{runs[impl]['nulls'][c]} vs {ref['nulls'][c]}")
+    best = {impl: min(r["times_s"]) for impl, r in runs.items()}
+    table = []
+    for impl in IMPLS:
+        r = runs[impl]
+        table.append({
+            "impl": impl, "wall_s": best[impl], "rows_per_s": rows / best[impl],
+            "peak_extra_mb": r["peak_extra_bytes"] / 2**20,
+            "peak_extra_over_input": r["peak_extra_bytes"] / input_bytes,
+            "peak_rss_mb": r["peak_rss_bytes"] / 2**20,
+            "ratio_to_veille": best[impl] / best["veille"],
+        })
+    return {"rows": rows, "input_bytes": input_bytes, "repeat": repeat,
+            "veille_compile_s": runs["veille"]["compile_s"],
+            "veille_first_call_s": runs["veille"]["times_s"][0],
+            "veille_warm_s": best["veille"], "table": table, "runs": runs,
+            "cpu_count": os.cpu_count()}
+
+
+def print_table(res: dict) -> None:
+    print(f"\n{res['rows']:,} rows, input columns {res['input_bytes'] / 2**20:.0f} MiB, "
+          f"peers best of {res['repeat']}, veille best of {len(res['runs']['veille']['times_s'])}"
+          f"; veille compile (empty cache) {res['veille_compile_s']:.1f} s, first call (kernels "
+          f"from the cache) {res['veille_first_call_s']:.3f} s, warm {res['veille_warm_s']:.3f} s")
+    print(f"{'impl':<8} {'wall s':>8} {'rows/s':>12} {'peak+ MiB':>10} {'peak+/in':>9} "
+          f"{'peak MiB':>9} {'x veille':>9}")
+    for r in res["table"]:
+        print(f"{r['impl']:<8} {r['wall_s']:>8.3f} {r['rows_per_s']:>12,.0f} "
+              f"{r['peak_extra_mb']:>10.0f} {r['peak_extra_over_input']:>9.2f} "
+              f"{r['peak_rss_mb']:>9.0f} {r['ratio_to_veille']:>9.1f}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, action="append",
+                    help="rows to generate (repeatable); default 1e6 and 1e7")
+    ap.add_argument("--large", action="store_true", help="also run 3e7 rows")
+    ap.add_argument("--repeat", type=int, help="timed runs per peer (best kept); default 3 up "
+                    "to 2e6 rows, else 1; veille always runs at least 3")
+    ap.add_argument("--check-rows", type=int, default=60_000,
+                    help="rows of the cohort the four must agree on")
+    ap.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.impl:                                    # child process: one tool, JSON on stdout
+        res = compile_veille() if args.compile else run_one(args.impl, args.data, args.repeat or 1)
+        print(json.dumps(res))
+        return
+    sizes = args.rows or [1_000_000, 10_000_000]
+    if args.large:
+        sizes.append(30_000_000)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        agreement = check_agreement(args.check_rows, Path(tmp))
+        print(f"agreement on {args.check_rows:,} rows: max relative difference to veille "
+              + ", ".join(f"{k} {max(v.values()):.1e}" for k, v in agreement.items()))
+        for rows in sizes:
+            repeat = args.repeat or (3 if rows <= 2_000_000 else 1)
+            res = bench(rows, Path(tmp), repeat)
+            res["agreement"] = agreement
+            print_table(res)
+            out = RESULTS / f"detectors-{rows}.json"
+            tmp_out = out.with_suffix(".json.tmp")
+            tmp_out.write_text(json.dumps(res, indent=2))
+            tmp_out.replace(out)
+            print(f"-> {out.relative_to(RESULTS.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""``veille rules test | validate | explain``: rule packs as data, tested like code.
+
+Each command parses its arguments, calls one library function of :mod:`engine.ruleset`, and
+renders. Exit status: 0 success; 1 a pack test failed; 2 a rule file (or argument) has a mistake
+the user can fix — printed as one paragraph with every ``file:line:col`` at once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import VeilleError
+from ..paths import bundled
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Validate, test and explain rule packs.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Paths = Annotated[list[Path], typer.Argument(
+    help="Rule pack files or folders (a folder's *.yaml; its sites/ subfolder is not a pack). "
+         "Default: the bundled rules/.", show_default=False)]
+Sites = Annotated[list[Path], typer.Option(
+    "--site", help="Site override file (repeatable), e.g. rules/sites/meuse.yaml; its own tests "
+                   "run too.")]
+
+
+def _fail(exc: VeilleError) -> None:
+    # markup=False: messages quote YAML like [0d, 80.0], which rich would read as markup
+    err.print(f"error: {exc}", markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _load(paths: list[Path], sites: list[Path]):
+    from ..ruleset import load_rules
+    try:
+        return load_rules(paths or [bundled("rules")], sites)
+    except VeilleError as exc:
+        _fail(exc)
+
+
+@app.command("test")
+def test(paths: Paths = None, site: Sites = [],
+         verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                               help="List passing tests too.")] = False) -> None:
+    """Run the tests inside rule packs (like promtool test rules); exit 1 on any failure."""
+    rs = _load(paths or [], site)
+    try:
+        report = rs.run_tests()
+    except VeilleError as exc:
+        _fail(exc)
+    out.print(report.render(verbose=verbose), markup=False)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command("validate")
+def validate(paths: Paths = None, site: Sites = []) -> None:
+    """Check rule packs (schema, names, units, params, tests) without running anything."""
+    rs = _load(paths or [], site)
+    n_tests = sum(len(p.tests) for p in rs.packs)
+    for p in rs.packs:
+        extra = f" (sites: {', '.join(p.sites)})" if p.sites else ""
+        out.print(f"ok  {p.path}: pack {p.name} {p.version}, {len(p.rules)} rules, "
+                  f"{len(p.tests)} tests{extra}", markup=False)
+    out.print(f"{len(rs.packs)} packs, {len(rs.rules)} enabled rules, {n_tests} tests: valid.",
+              markup=False)
+
+
+@app.command("explain")
+def explain(rule_id: Annotated[str, typer.Argument(help="A rule id, e.g. "
+                                                        "hf.weight_gain_2kg_3d.")],
+            rules: Annotated[list[Path], typer.Option(
+                "--rules", help="Rule pack file or folder (repeatable). Default: the bundled "
+                                "rules/.")] = [],
+            site: Sites = []) -> None:
+    """Print a rule, its effective params with their origin, detectors and references."""
+    rs = _load(rules, site)
+    try:
+        text = rs.explain(rule_id)
+    except VeilleError as exc:
+        _fail(exc)
+    out.print(text, markup=False)

@@ -1,0 +1,177 @@
+"""What a loaded pack is made of: effective params with their origin, compiled rules, detectors,
+tests. These are plain frozen records; building them is :mod:`engine.ruleset.loader`'s job and
+running them is :mod:`engine.ruleset.evaluate`'s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from .check import Symbol, Type
+from .expr import Node
+
+
+@dataclass(frozen=True)
+class EffectiveParam:
+    """A param as the rules use it, and where its value came from.
+
+    Attributes
+    ----------
+    name : str
+    value : float, bool or str
+        In ``unit`` (a float for numbers).
+    unit : str
+        The unit label ('kg', 'h', '%'), '' for a plain number.
+    type : Type
+    text : str
+        The value as written ('2 kg', 'gain_3d / 2').
+    origin : str
+        ``file:line:col`` of the text that set it.
+    source : str
+        'pack heart_failure' or "site 'lyon' (rules/sites/lyon.yaml)".
+    doc : str
+    depends : tuple of str
+        The params its text uses (``gain_3d / 2`` depends on ``gain_3d``).
+    """
+
+    name: str
+    value: object
+    unit: str
+    type: Type
+    text: str
+    origin: str
+    source: str
+    doc: str = ""
+    depends: tuple[str, ...] = ()
+
+    def display(self) -> str:
+        from .evidence import format_value
+        return format_value(self.value, self.unit)
+
+
+@dataclass(frozen=True)
+class DetectorUse:
+    """A detector of a pack: its spec (params resolved), where its value is carried forward
+    from, and for how long.
+
+    ``column`` is its timeline column (``pack.name``, unique across packs); ``kind`` is
+    ``detector`` (a registered fn run by :func:`engine.detectors.evaluate`) or ``silence``
+    (minutes since the last reading at each timeline time, :func:`engine.detectors.silence_at`).
+    """
+
+    name: str
+    column: str
+    kind: str
+    metrics: tuple[str, ...] | None      # None: any metric (silence over every metric)
+    spec: dict                           # rule-file form, params substituted
+    staleness_us: int | None
+    lookback_us: int
+    type: Type
+    origin: str
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to evaluate.
+
+    Attributes
+    ----------
+    id, pack, title, severity : str
+    when : str
+        The condition as written.
+    node : Node
+        Its syntax tree.
+    expr : pl.Expr
+        Its polars expression over the pack's timeline columns (Boolean, null when unknown).
+    for_us, cooldown_us, resolve_after_us : int
+        Durations in µs.
+    on_missing : str
+        'false', 'true' or 'hold' (rules/README.md, "Missing data").
+    reason : str or None
+        The reason template, ``{name}`` placeholders.
+    evidence_names : tuple of str
+        Names whose values are recorded as evidence (those of ``when``, then of ``reason``).
+    params : dict of str -> EffectiveParam
+        The params the rule uses, directly or through other params and its durations.
+    detectors : tuple of str
+        The detectors the rule's expression uses.
+    enabled : bool
+    origin : str
+        ``file:line:col`` of the rule.
+    severity_origin, enabled_origin : str
+        Where the effective severity and enabled flag were set.
+    """
+
+    id: str
+    pack: str
+    title: str
+    severity: str
+    when: str
+    node: Node
+    expr: pl.Expr
+    for_us: int
+    cooldown_us: int
+    resolve_after_us: int
+    on_missing: str
+    reason: str | None
+    rationale: str
+    references: tuple[str, ...]
+    evidence_names: tuple[str, ...]
+    params: dict
+    detectors: tuple[str, ...]
+    enabled: bool
+    origin: str
+    severity_origin: str
+    enabled_origin: str
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test of a pack (or of a site's overrides of it), times as µs offsets from ``start``.
+
+    ``series`` maps a metric to ``[(offset_us, value), ...]`` (missing readings already dropped);
+    ``expect`` is a list of ``(rule_id, at_us, severity or None, resolved_us or None or 'open')``.
+    ``checked`` is the set of rule ids whose firings must match ``expect`` exactly.
+    """
+
+    name: str
+    pack: str
+    site: str | None
+    origin: str
+    patient: dict
+    start: datetime
+    until_us: int | None
+    series: dict
+    expect: tuple
+    checked: frozenset
+
+
+@dataclass
+class CompiledPack:
+    """A loaded pack: everything its rules need, with effective params and their origins."""
+
+    name: str
+    version: str
+    path: str
+    title: str
+    description: str
+    cohorts: tuple[str, ...] | None          # None: any cohort
+    min_age: int | None
+    max_age: int | None
+    evaluate_every_us: int | None
+    params: dict[str, EffectiveParam]
+    detectors: dict[str, DetectorUse]
+    symbols: dict[str, Symbol]
+    rules: list[CompiledRule]
+    tests: list[TestCase] = field(default_factory=list)
+    sites: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()            # metric columns the rules read as-of
+    scores: dict = field(default_factory=dict)   # score name -> ScoreDef, those the rules use
+    staleness_us: dict[str, int] = field(default_factory=dict)   # per metric column
+
+    base: "CompiledPack | None" = None       # the pack without site overrides (for its tests)
+
+    def rule(self, rule_id: str) -> CompiledRule:
+        return next(r for r in self.rules if r.id == rule_id)

@@ -1,0 +1,115 @@
+"""Evidence and reasons: what made a rule fire, as data and as one sentence for a nurse.
+
+A ``reason:`` template is text with ``{name}`` placeholders (``{{`` and ``}}`` for literal
+braces). It is parsed here, not given to ``str.format``: a placeholder is a bare name the pack
+knows, with no attribute, index or format spec, so a template can only ever print the values of
+the evidence.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from ..durations import format_duration
+from .expr import ExprProblem
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TIME_UNITS_US = {"s": 1e6, "min": 6e7, "m": 6e7, "h": 3.6e9, "d": 8.64e10, "w": 6.048e11}
+
+
+def parse_template(text: str) -> tuple[list[tuple[str, str | None]], list[ExprProblem]]:
+    """Split a template into ``(literal, name)`` parts; problems carry character offsets."""
+    parts: list[tuple[str, str | None]] = []
+    problems: list[ExprProblem] = []
+    buf, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "{" and text[i + 1:i + 2] == "{":
+            buf.append("{")
+            i += 2
+        elif ch == "}" and text[i + 1:i + 2] == "}":
+            buf.append("}")
+            i += 2
+        elif ch == "{":
+            end = text.find("}", i + 1)
+            inner = text[i + 1:end] if end >= 0 else text[i + 1:]
+            if end < 0:
+                problems.append(ExprProblem(i, "a '{' in the reason is never closed.",
+                                            "Write {name} for a value, or {{ for a brace."))
+                break
+            if not _NAME.fullmatch(inner.strip()):
+                problems.append(ExprProblem(i, f"'{{{inner}}}' in the reason is not a "
+                                            "placeholder.", "A placeholder is a bare name like "
+                                            "{weight_gain_3d}: no format spec, attribute or "
+                                            "index. Write {{ for a brace."))
+            else:
+                parts.append(("".join(buf), inner.strip()))
+                buf = []
+            i = end + 1
+        elif ch == "}":
+            problems.append(ExprProblem(i, "a '}' in the reason has no opening '{'.",
+                                        "Write }} for a literal brace."))
+            i += 1
+        else:
+            buf.append(ch)
+            i += 1
+    parts.append(("".join(buf), None))
+    return parts, problems
+
+
+def format_value(value, unit: str) -> str:
+    """'2.5 kg', '92 %', '1d12h' (a duration), 'true', 'unknown' (null)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    v = float(value)
+    if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
+        us = int(round(v * _TIME_UNITS_US[unit] / 6e7)) * 60_000_000   # to the minute
+        return format_duration(us)
+    if not math.isfinite(v):
+        text = str(v)
+    elif v == int(v) and abs(v) < 1e15:
+        text = str(int(v))
+    else:
+        text = f"{v:.2f}".rstrip("0").rstrip(".")
+        if text in ("0", "-0"):
+            text = f"{v:.3g}"
+    return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}" if unit else text
+
+
+def evidence_json(values: dict[str, tuple[object, str]]) -> str:
+    """``{"name": {"value": v, "unit": "kg"}, ...}`` as compact JSON (NaN as null)."""
+    out = {}
+    for name, (value, unit) in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[name] = {"value": value, "unit": unit}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+def render_reason(parts, values: dict[str, tuple[object, str]]) -> str:
+    """Fill a parsed template with formatted evidence values."""
+    out = []
+    for literal, name in parts:
+        out.append(literal)
+        if name is not None:
+            value, unit = values.get(name, (None, ""))
+            out.append(format_value(value, unit))
+    return "".join(out)
+
+
+def default_reason(title: str, values: dict[str, tuple[object, str]],
+                   params: set[str]) -> str:
+    """'Weight gain over 2 kg in 3 days: weight_gain_3d 2.5 kg (gain_3d 2 kg).'"""
+    measured = [f"{n} {format_value(v, u)}" for n, (v, u) in values.items() if n not in params]
+    limits = [f"{n} {format_value(v, u)}" for n, (v, u) in values.items() if n in params]
+    text = title.rstrip(".")
+    if measured:
+        text += ": " + ", ".join(measured)
+    if limits:
+        text += f" ({', '.join(limits)})"
+    return text + "."

@@ -1,0 +1,258 @@
+"""A loaded set of rule packs: :func:`load_rules` and :class:`RuleSet`."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from .. import detectors as _detectors
+from ..errors import RuleError
+from .compiled import CompiledPack, CompiledRule
+from .diagnostics import Diagnostics, did_you_mean
+from .evaluate import evaluate_packs
+from .loader import PackCompiler, parse_pack, parse_site
+from .source import Source, read_source
+from .testing import compile_tests
+
+
+def _default_scores() -> dict:
+    from ..scores import SCORES
+    return SCORES
+
+
+def pack_files(paths: Sequence[str | Path], diags: Diagnostics) -> list[Path]:
+    """Files named by ``paths``: a file as is, a directory's ``*.yaml`` / ``*.yml`` (not its
+    subfolders, so ``rules/sites/`` is never read as packs)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                diags.add(str(p), 0, 0, "no rule pack (*.yaml) in this folder.")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            diags.add(str(p), 0, 0, "file or folder not found.")
+    return list(dict.fromkeys(out))
+
+
+class RuleSet:
+    """Rule packs ready to evaluate.
+
+    Attributes
+    ----------
+    packs : list of CompiledPack
+        Effective packs (site overrides applied), in load order.
+    rules : list of CompiledRule
+        Every enabled rule of every pack.
+    sites : tuple of str
+        The site override files applied.
+    """
+
+    def __init__(self, packs: list[CompiledPack], sites: Sequence[str] = ()):
+        self.packs = packs
+        self.sites = tuple(sites)
+        self.rules: list[CompiledRule] = [r for p in packs for r in p.rules if r.enabled]
+
+    def __repr__(self) -> str:
+        return (f"RuleSet({len(self.packs)} packs, {len(self.rules)} rules"
+                + (f", sites {', '.join(self.sites)}" if self.sites else "") + ")")
+
+    def pack(self, name: str) -> CompiledPack:
+        for p in self.packs:
+            if p.name == name:
+                return p
+        raise RuleError(f"unknown pack '{name}'. "
+                        + did_you_mean(name, [p.name for p in self.packs], noun="packs"))
+
+    def find_rule(self, rule_id: str) -> tuple[CompiledPack, CompiledRule]:
+        """The pack and rule (enabled or not) with this id; RuleError with suggestions if none."""
+        for p in self.packs:
+            for r in p.rules:
+                if r.id == rule_id:
+                    return p, r
+        known = [r.id for p in self.packs for r in p.rules]
+        raise RuleError(f"unknown rule '{rule_id}'. " + did_you_mean(rule_id, known,
+                                                                     noun="rules"))
+
+    def detector_specs(self) -> dict[str, dict]:
+        """Every detector spec the packs need, for :func:`engine.detectors.evaluate`, keyed by
+        a name unique across packs (``pack.detector``). Params are substituted; ``staleness`` is
+        kept. Silence detectors are evaluated at timeline times and are not listed."""
+        return {d.column: dict(d.spec) for p in self.packs for d in p.detectors.values()
+                if d.kind == "detector"}
+
+    def lookback(self) -> int:
+        """µs of telemetry history needed before the first time to evaluate exactly.
+
+        The longest of, per pack: detector lookback + its staleness, plus the longest ``for:``
+        and ``cooldown`` (a run or a cooldown may have started before). A detector that needs
+        all history (``since_last``, silence) makes it :data:`engine.detectors.ALL_HISTORY`.
+        """
+        need = 0
+        for p in self.packs:
+            rules = [r for r in p.rules if r.enabled]
+            tail = max((r.for_us for r in rules), default=0) + max(
+                (r.cooldown_us for r in rules), default=0)
+            for d in p.detectors.values():
+                if d.lookback_us >= _detectors.ALL_HISTORY:
+                    return _detectors.ALL_HISTORY
+                need = max(need, d.lookback_us + (d.staleness_us or 0) + tail)
+            for m in p.metrics:
+                need = max(need, p.staleness_us[m] + tail)
+        return need
+
+    def evaluate(self, telemetry: pl.DataFrame, patients: pl.DataFrame | None = None, *,
+                 until=None) -> pl.DataFrame:
+        """Episodes of every enabled rule, one row per episode.
+
+        Parameters
+        ----------
+        telemetry : pl.DataFrame
+            Clean telemetry (patient_id, ts, metric, value; see DESIGN.md §3).
+        patients : pl.DataFrame, optional
+            Patient context (programme, age, spo2_scale, enrolled_at...). Without it, or for a
+            patient not in it, only packs with ``cohort: any`` apply.
+        until : datetime, optional
+            End of evaluation: later telemetry is ignored and a pack's cadence
+            (``evaluate_every``) runs up to it — pass the run's "now" so a silence up to now is
+            seen.
+
+        Returns
+        -------
+        pl.DataFrame
+            patient_id, rule_id, pack, severity, title, opened_at (when it fired),
+            condition_since (when the condition started to hold), last_seen_at (last timeline
+            time it held), resolved_at (null while open), evidence (JSON object: name ->
+            {value, unit} at opened_at), reason (one sentence). Sorted by patient_id,
+            opened_at, rule_id.
+        """
+        return evaluate_packs(self.packs, telemetry, patients, until=until,
+                              specs=self.detector_specs())
+
+    def run_tests(self, *, pack: str | None = None):
+        """Run every pack's tests (and every site's tests); returns a TestReport."""
+        from .testing import run_tests
+        return run_tests(self, pack=pack)
+
+    def explain(self, rule_id: str) -> str:
+        """A plain-text account of one rule (see :func:`engine.ruleset.explain.explain_rule`)."""
+        from .explain import explain_rule
+        return explain_rule(self, rule_id)
+
+
+def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnostics,
+          scores) -> RuleSet:
+    scores = _default_scores() if scores is None else scores
+    drafts = []
+    for src in pack_sources:
+        draft = parse_pack(src, diags)
+        if draft.model is not None:
+            drafts.append((src, draft))
+    seen: dict[str, Source] = {}
+    for src, draft in drafts:
+        model = draft.model
+        if model.pack in seen:
+            line, col = src.pos(("pack",))
+            diags.add(src.label, line, col, f"pack '{model.pack}' is already loaded from "
+                      f"{seen[model.pack].label}.", "Each pack name must be unique.")
+        seen.setdefault(model.pack, src)
+    sites = []
+    for src in site_sources:
+        site = parse_site(src, diags)
+        if site is None:
+            continue
+        for name in site.packs:
+            if name not in seen:
+                line, col = src.key_pos(("packs", name))
+                diags.add(src.label, line, col, f"site '{site.site}' overrides pack '{name}', "
+                          "which is not loaded.", did_you_mean(name, seen, noun="packs"))
+        sites.append((src, site))
+    packs = []
+    for src, draft in drafts:
+        model, broken_rules = draft.model, draft.broken_rules
+        failed = bool(draft.broken_names or broken_rules) or len(diags) > 0
+        mine = [(s, site) for s, site in sites if model.pack in site.packs]
+        base = PackCompiler(src, model, scores, diags, broken=draft.broken_names,
+                            failed=failed, rule_index=draft.rule_index).compile()
+        rule_ids = [r.id for r in model.rules]
+        cohorts = base.cohorts if base is not None else None
+        tests = compile_tests(model.pack, rule_ids, cohorts, src, model.tests, None, diags,
+                              broken_rules=broken_rules, index=draft.test_index)
+        for s, site in mine:
+            compile_tests(model.pack, rule_ids, cohorts, s, site.packs[model.pack].tests,
+                          site.site, diags, broken_rules=broken_rules)
+        if base is None:
+            continue
+        base.tests = tests
+        pack = base
+        if mine:
+            pack = PackCompiler(src, model, scores, diags, overrides=mine).compile()
+            if pack is None:
+                continue
+            pack.base = base
+            pack.tests = list(base.tests)
+            for s, site in mine:
+                pack.tests += compile_tests(model.pack, rule_ids, cohorts, s,
+                                            site.packs[model.pack].tests, site.site,
+                                            Diagnostics())
+        packs.append(pack)
+    owner: dict[str, CompiledPack] = {}
+    for p in packs:
+        for r in p.rules:
+            if r.id in owner and owner[r.id] is not p:
+                line, col = (int(x) for x in r.origin.rsplit(":", 2)[1:])
+                diags.add(p.path, line, col, f"rule id '{r.id}' is also used in pack "
+                          f"'{owner[r.id].name}' ({owner[r.id].rule(r.id).origin}).",
+                          "Rule ids must be unique across packs: prefix them with the pack.",
+                          rule_id=r.id)
+            owner.setdefault(r.id, p)
+    diags.raise_if_any()
+    return RuleSet(packs, [s.label for s in site_sources])
+
+
+def load_rules(paths: Sequence[str | Path] | str | Path, sites: Sequence[str | Path] = (), *,
+               scores: dict | None = None) -> RuleSet:
+    """Load rule packs and optional site overrides; raise RuleError listing every mistake.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Pack files, or folders whose ``*.yaml`` files are packs (a folder's ``sites/``
+        subfolder is not read as packs).
+    sites : sequence of paths
+        Site override files (``rules/sites/<site>.yaml``), applied in order; a folder means
+        all its ``*.yaml``.
+    scores : dict, optional
+        Score registry (name -> ScoreDef); default :data:`engine.scores.SCORES`.
+
+    Examples
+    --------
+    >>> rs = load_rules("rules/")                       # doctest: +SKIP
+    >>> rs.rules[0].id                                   # doctest: +SKIP
+    'hf.weight_gain_2kg_3d'
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if isinstance(sites, (str, Path)):
+        sites = [sites]
+    diags = Diagnostics()
+    pack_sources = [s for f in pack_files(paths, diags)
+                    if (s := read_source(f, diags)) is not None]
+    site_sources = [s for f in pack_files(sites, diags)
+                    if (s := read_source(f, diags)) is not None] if sites else []
+    return _load(pack_sources, site_sources, diags, scores)
+
+
+def load_rules_text(packs: dict[str, str], sites: dict[str, str] | None = None, *,
+                    scores: dict | None = None) -> RuleSet:
+    """:func:`load_rules` from texts: ``{label: yaml_text}`` (labels appear in messages)."""
+    diags = Diagnostics()
+    pack_sources = [s for label, text in packs.items()
+                    if (s := read_source(label, diags, text=text)) is not None]
+    site_sources = [s for label, text in (sites or {}).items()
+                    if (s := read_source(label, diags, text=text)) is not None]
+    return _load(pack_sources, site_sources, diags, scores)

@@ -1,0 +1,144 @@
+"""Slow, obvious references for the window kernels of :mod:`engine.detectors.kernels_window`.
+
+One function per kernel, same signature. Each row's window is rebuilt from scratch by reading the
+definition literally: rows ``j <= i`` of the series with ``ts[i] - W <= ts[j]`` and a non-null
+value. Sums use :func:`math.fsum` (correctly rounded) and the variance and slope use two passes,
+so the references are at least as accurate as the kernels they check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NO_ROW = np.iinfo(np.int64).min
+
+
+def window_values(ts, x, a, i, window):
+    """(times, values) of the non-null rows in row i's window; series starts at row a."""
+    rows = [j for j in range(a, i + 1) if ts[j] >= ts[i] - window and not math.isnan(x[j])]
+    return [int(ts[j]) for j in rows], [float(x[j]) for j in rows]
+
+
+def _each_row(ts, x, offsets, window, stat):
+    out = np.full(len(x), np.nan)
+    for k in range(len(offsets) - 1):
+        a, b = int(offsets[k]), int(offsets[k + 1])
+        for i in range(a, b):
+            t, v = window_values(ts, x, a, i, window)
+            out[i] = stat(t, v, i)
+    return out
+
+
+def rolling_sum(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, lambda t, v, i: math.fsum(v) if v else np.nan)
+
+
+def rolling_mean(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window,
+                     lambda t, v, i: math.fsum(v) / len(v) if v else np.nan)
+
+
+def rolling_count(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, lambda t, v, i: float(len(v)))
+
+
+def _std(t, v, i):
+    if len(v) < 2:
+        return np.nan
+    m = math.fsum(v) / len(v)
+    return math.sqrt(math.fsum((u - m) ** 2 for u in v) / (len(v) - 1))
+
+
+def rolling_std(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, _std)
+
+
+def rolling_mean_std(ts, x, offsets, window):
+    return np.vstack([rolling_mean(ts, x, offsets, window), rolling_std(ts, x, offsets, window)])
+
+
+def rolling_min(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, lambda t, v, i: min(v) if v else np.nan)
+
+
+def rolling_max(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, lambda t, v, i: max(v) if v else np.nan)
+
+
+def rolling_median(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window,
+                     lambda t, v, i: float(np.median(v)) if v else np.nan)
+
+
+def _change(x, percent):
+    def stat(t, v, i):
+        if math.isnan(x[i]) or not v:
+            return np.nan
+        first = v[0]   # the earliest non-null value at or after ts - window
+        if not percent:
+            return x[i] - first
+        return np.nan if first == 0.0 else 100.0 * (x[i] - first) / first
+    return stat
+
+
+def delta(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, _change(x, percent=False))
+
+
+def pct_change(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, _change(x, percent=True))
+
+
+def _slope(t, v, i):
+    if len(set(t)) < 2:
+        return np.nan
+    hours = [(u - t[0]) / 3_600_000_000 for u in t]
+    mt = math.fsum(hours) / len(hours)
+    mv = math.fsum(v) / len(v)
+    cov = math.fsum((h - mt) * (y - mv) for h, y in zip(hours, v))
+    var = math.fsum((h - mt) ** 2 for h in hours)
+    return cov / var
+
+
+def slope(ts, x, offsets, window):
+    return _each_row(ts, x, offsets, window, _slope)
+
+
+def _previous_non_null(ts, x, a, i):
+    prev = [int(ts[j]) for j in range(a, i) if not math.isnan(x[j])]
+    return prev[-1] if prev else None
+
+
+def since_last(ts, x, offsets):
+    out = np.full(len(x), np.nan)
+    for k in range(len(offsets) - 1):
+        a, b = int(offsets[k]), int(offsets[k + 1])
+        for i in range(a, b):
+            p = _previous_non_null(ts, x, a, i)
+            if p is not None:
+                out[i] = (int(ts[i]) - p) / 60_000_000
+    return out
+
+
+def silence(ts, x, offsets, limit):
+    out = np.full(len(x), np.nan)
+    for k in range(len(offsets) - 1):
+        a, b = int(offsets[k]), int(offsets[k + 1])
+        for i in range(a, b):
+            p = _previous_non_null(ts, x, a, i)
+            if p is not None:
+                out[i] = 1.0 if int(ts[i]) - p > limit else 0.0
+    return out
+
+
+def last_seen(ts, x, offsets, group_offsets, eval_ts, eval_group):
+    out = np.full(len(eval_ts), NO_ROW, dtype=np.int64)
+    for r, (e, q) in enumerate(zip(eval_ts, eval_group)):
+        if q < 0:
+            continue
+        a, b = int(offsets[group_offsets[q]]), int(offsets[group_offsets[q + 1]])
+        seen = [int(ts[j]) for j in range(a, b) if ts[j] <= e and not math.isnan(x[j])]
+        if seen:
+            out[r] = max(seen)
+    return out
