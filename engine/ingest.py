@@ -102,7 +102,8 @@ class IngestResult:
 
 
 def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
-           name: str | None = None) -> IngestResult:
+           name: str | None = None, columns: dict[str, str] | None = None,
+           metric: str | None = None, unit: str | None = None) -> IngestResult:
     """Read and check telemetry; return clean rows, quarantined rows and the row accounting.
 
     Parameters
@@ -114,6 +115,12 @@ def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
         timestamp is quarantined (``naive_timestamp``): guessing a zone would shift every alert.
     now : datetime, optional
         Reference time for ``future_timestamp`` (default: the current UTC time).
+    columns : dict, optional
+        Renames applied first, ``{"id": "patient_id", "time": "ts", "gl": "value"}``, for
+        exports whose columns have other names.
+    metric, unit : str, optional
+        The metric (and unit) of every row of a single-metric export without a ``metric``
+        (``unit``) column, e.g. a CGM file: ``metric="glucose", unit="mg/dL"``.
 
     Examples
     --------
@@ -124,8 +131,27 @@ def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
     'rows in 2 = used 2 + quarantined 0 + duplicates collapsed 0'
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "<frame>")
-    raw = read_table(source)
+    raw = adapt_columns(read_table(source), label, columns=columns, metric=metric, unit=unit)
     return ingest_frame(raw, tz=tz, now=now, name=label)
+
+
+def adapt_columns(raw: pl.DataFrame, name: str, *, columns: dict[str, str] | None = None,
+                  metric: str | None = None, unit: str | None = None) -> pl.DataFrame:
+    """Rename columns and add constant ``metric`` / ``unit`` columns to an export."""
+    if columns:
+        unknown = [c for c in columns if c not in raw.columns]
+        if unknown:
+            raise InputError(f"cannot rename column(s) {', '.join(unknown)}: the file has "
+                             f"{', '.join(raw.columns)}.", path=name, column=unknown[0])
+        raw = raw.rename(columns)
+    for col, value in (("metric", metric), ("unit", unit)):
+        if value is None:
+            continue
+        if col in raw.columns:
+            raise InputError(f"the file already has a '{col}' column; drop --{col} or rename "
+                             "the column.", path=name, column=col)
+        raw = raw.with_columns(pl.lit(value, dtype=pl.String).alias(col))
+    return raw
 
 
 def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime | None = None,

@@ -16,6 +16,7 @@ import polars as pl
 
 from . import queue as queue_mod
 from .episodes import within_follow_up
+from .errors import InputError
 from .ingest import IngestResult, Reconciliation, ingest
 from .patients import check_patients, load_patients
 from .paths import bundled
@@ -65,24 +66,36 @@ class Engine:
 
     def score(self, telemetry, patients=None, *, tz: str | None = None,
               now: dt.datetime | None = None, as_of: dt.datetime | None = None,
+              columns: dict[str, str] | None = None, metric: str | None = None,
+              unit: str | None = None, programme: str | None = None,
               progress: Callable[[str], None] | None = None) -> Result:
         """Run every stage. ``telemetry`` and ``patients`` are paths or frames.
 
         ``as_of`` is the time the queue is drawn up for: rules are evaluated up to it, so a device
         that stopped sending before it is seen as silent. It defaults to the latest reading in
         the input (a batch over an export describes the moment of the export). ``now`` is only
-        the reference for refusing future timestamps.
+        the reference for refusing future timestamps. ``columns``, ``metric`` and ``unit`` adapt
+        an export to the contract (see :func:`engine.ingest.ingest`); ``programme`` enrols
+        every patient without a patients table in one programme (e.g. a CGM export: diabetes).
         """
         timings: dict[str, float] = {}
         step = progress or (lambda _stage: None)
 
         t = time.perf_counter()
         step("ingest")
-        ing: IngestResult = ingest(telemetry, tz=tz, now=now)
+        ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
+                                   unit=unit)
         pats = None
         if patients is not None:
+            if programme is not None:
+                raise InputError("give either a patients table or a programme for every "
+                                 "patient, not both.")
             pats = (check_patients(patients) if isinstance(patients, pl.DataFrame)
                     else load_patients(patients))
+        elif programme is not None:
+            pats = check_patients(pl.DataFrame({
+                "patient_id": ing.clean["patient_id"].unique().sort(),
+                "programme": programme}), name="--programme")
         timings["ingest"] = time.perf_counter() - t
 
         t = time.perf_counter()

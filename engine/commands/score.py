@@ -43,6 +43,16 @@ def score(
     as_of: Annotated[Optional[str], typer.Option(
         "--as-of", help="Draw the queue up as of this ISO time (default: the latest reading). "
         "A device silent since before it raises a silence alert.")] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        help="Rename export columns to the contract, e.g. 'id=patient_id,time=ts,gl=value'.")
+    ] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="Metric of every row of a single-metric export without a metric column, e.g. "
+             "glucose.")] = None,
+    unit: Annotated[Optional[str], typer.Option(
+        help="Unit of every row of an export without a unit column, e.g. mg/dL.")] = None,
+    programme: Annotated[Optional[str], typer.Option(
+        help="Enrol every patient in this programme when there is no patients table.")] = None,
     top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
@@ -51,6 +61,7 @@ def score(
     started = time.perf_counter()
     output_format(out)  # fail on a bad extension before any work
     as_of_dt = parse_as_of(as_of)
+    renames = parse_columns(columns)
     if telemetry is None:
         telemetry, sample_patients = sample_cohort()
         patients = patients or sample_patients
@@ -61,11 +72,28 @@ def score(
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         result = engine.score(str(telemetry), str(patients) if patients else None, tz=tz,
-                              as_of=as_of_dt, progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+                              as_of=as_of_dt, columns=renames, metric=metric,
+                              unit=unit, programme=programme, progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
     q_path = quarantine_path(out)
     write_frame(result.quarantine, q_path, table="quarantine")
     write_frame(result.queue, out, table="alerts")
     _render(result, out, q_path, time.perf_counter() - started, top)
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    from ..errors import InputError
+
+    if not text:
+        return None
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    out = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--columns takes old=new pairs separated by commas, e.g. "
+                             f"'id=patient_id,time=ts'; got {pair!r}.")
+        out[old.strip()] = new.strip()
+    return out
 
 
 def parse_as_of(text: str | None):
