@@ -69,3 +69,26 @@ def test_cli_adapts_an_export(tmp_path):
     bad = CliRunner().invoke(app, ["score", str(CGM / "tsalikian2005.csv"), "--columns",
                                    "idpatient_id", "--out", str(out)])
     assert bad.exit_code == 2 and "old=new pairs" in bad.output
+
+
+@pytest.mark.parametrize("name,tz", list(STUDIES.items()))
+def test_diabetes_pack_agrees_with_the_cgm_metrics(name, tz):
+    """Two independent implementations of the consensus level 2 event (the pack's time_below
+    rule and engine.scores.cgm_metrics) agree on who had one, up to one sampling interval: the
+    pack measures 15 minutes between the first and the last low reading (4 readings at 5-min
+    sampling), cgm_metrics lets each reading stand for its interval (3 readings). So every
+    patient the pack alerts has an event by cgm_metrics, and every patient only cgm_metrics
+    counts has no run below 54 mg/dL spanning 15 minutes from its first to its last reading."""
+    eng = Engine.from_paths(["rules/diabetes.yaml"])
+    res = eng.score(str(CGM / name), tz=tz, programme="diabetes", **ADAPT)
+    metrics = cgm_metrics(res.clean, max_gap="30m")
+    by_metrics = set(metrics.filter(pl.col("hypo_level2_events") > 0)["patient_id"])
+    by_pack = set(res.episodes.filter(pl.col("rule_id") == "diabetes.hypo_level2")["patient_id"])
+    assert by_pack <= by_metrics
+    for pid in by_metrics - by_pack:
+        runs = (res.clean.filter(pl.col("patient_id") == pid)
+                .with_columns(low=pl.col("value") < 54)
+                .with_columns(run=(pl.col("low") != pl.col("low").shift()).cum_sum())
+                .filter(pl.col("low")).group_by("run")
+                .agg(span=(pl.col("ts").max() - pl.col("ts").min()).dt.total_minutes()))
+        assert runs["span"].max() < 15, pid
