@@ -30,11 +30,22 @@ series, so all four compute the same numbers; the benchmark checks that first, o
 memory (Linux ``VmHWM``, reset after loading the input) belongs to that tool alone. The full-size
 outputs are cross-checked by their column sums and null counts.
 
+Columns of the printed table: ``wall s`` the best computation time (peers: best of ``--repeat``,
+1 by default at 5e6 rows and more; veille: best of at least 3 in one process, its first call —
+which loads the compiled kernels from numba's on-disk cache — and its compilation into an empty
+cache are reported apart); ``rows/s`` rows over that time; ``in`` the resident memory the tool's loaded input columns take
+(RSS growth from loading them, freed memory handed back first); ``peak+`` the peak resident memory
+above what the process held once its input was loaded (so it counts the result columns and every
+temporary; Linux ``VmHWM`` reset through ``/proc/self/clear_refs``); ``peak+/in`` their ratio;
+``work`` the peak above input minus the eight float64 output columns, i.e. temporaries only;
+``x veille`` each tool's time over veille's.
+
 Results go to ``benchmarks/results/detectors-<rows>.json``.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -52,6 +63,7 @@ THRESHOLD = 105.0
 OUTPUTS = ("mean_1h", "min_6h", "max_6h", "std_24h", "delta_24h", "z_72h", "above_min",
            "since_last")
 IMPLS = ("veille", "polars", "duckdb", "pandas")
+COLUMNS = ("patient_id", "metric", "ts", "value")
 T0_US = 1_704_067_200_000_000
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -181,9 +193,16 @@ def duckdb_columns(con) -> pl.DataFrame:
     return con.sql("SELECT * FROM result ORDER BY patient_id, metric, ts").pl()
 
 
+def polars_load(path) -> pl.DataFrame:
+    """One contiguous chunk per column, read through Arrow so that no freed chunk is left in
+    polars' allocator to be reused unseen by the computation (it would hide from the peak)."""
+    import pyarrow.parquet as pq
+    return pl.from_arrow(pq.read_table(path, columns=list(COLUMNS)).combine_chunks())
+
+
 def pandas_load(path):
     import pandas as pd
-    return pd.read_parquet(path, columns=["patient_id", "metric", "ts", "value"])
+    return pd.read_parquet(path, columns=list(COLUMNS))
 
 
 def pandas_compute(df):
@@ -213,8 +232,8 @@ def pandas_compute(df):
 
 
 IMPL = {
-    "veille": (lambda p: pl.read_parquet(p).rechunk(), veille_compute, lambda r: r),
-    "polars": (lambda p: pl.read_parquet(p).rechunk(), polars_compute, lambda r: r),
+    "veille": (polars_load, veille_compute, lambda r: r),
+    "polars": (polars_load, polars_compute, lambda r: r),
     "duckdb": (duckdb_load, duckdb_compute, duckdb_columns),
     "pandas": (pandas_load, pandas_compute, lambda r: pl.from_pandas(r)),
 }
@@ -278,19 +297,39 @@ def compile_veille() -> dict:
     return {"cached_before": before, "compile_s": time.perf_counter() - t}
 
 
+def _release_free_memory() -> None:
+    """Hand freed memory back to the system, so the next peak counts only what is then used."""
+    import ctypes
+
+    import pyarrow as pa
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def run_one(impl: str, path: str, repeat: int) -> dict:
     """Load, then time ``repeat`` computations; peak memory is measured from after the load.
 
-    veille's first call includes loading its compiled kernels from the on-disk cache; its
-    compilation is timed apart (:func:`compile_veille`, another process) so that the compiler's
-    own memory does not hide in this process's heap.
+    veille loads its compiled kernels from the on-disk cache before the data (``cache_load_s``);
+    its compilation is timed apart (:func:`compile_veille`, another process) so that the
+    compiler's own memory does not hide in this process's heap.
     """
     load, compute, _ = IMPL[impl]
     out = {"impl": impl}
+    if impl == "veille":
+        from engine.detectors import warmup
+        t = time.perf_counter()
+        warmup(sorted({s["fn"] for s in VEILLE_SPECS.values()}))
+        out["cache_load_s"] = time.perf_counter() - t
+    import duckdb  # noqa: F401  (every reader's libraries are in memory before the baseline)
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    _release_free_memory()
+    rss_base = _status("VmRSS")
     data = load(path)
-    if impl in ("veille", "polars"):
-        out["input_bytes"] = int(data.estimated_size())
+    _release_free_memory()
     rss_loaded = _status("VmRSS")
+    out["input_rss_bytes"] = rss_loaded - rss_base
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")                           # reset the peak (VmHWM) to the current RSS
     times = []
@@ -331,7 +370,7 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
     path = tmp / f"telemetry-{rows}.parquet"
     df = make_telemetry(rows)
     input_bytes = int(df.estimated_size())
-    df.write_parquet(path)
+    df.write_parquet(path, row_group_size=rows)
     del df
     runs = {}
     with tempfile.TemporaryDirectory() as cold:     # veille compiles into an empty cache
@@ -348,34 +387,41 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
                 raise AssertionError(f"{rows} rows, {impl} {c}: sum {b} vs veille {a}, nulls "
                                      f"{runs[impl]['nulls'][c]} vs {ref['nulls'][c]}")
     best = {impl: min(r["times_s"]) for impl, r in runs.items()}
+    output_bytes = rows * len(OUTPUTS) * 8          # the eight float64 result columns
     table = []
     for impl in IMPLS:
         r = runs[impl]
         table.append({
             "impl": impl, "wall_s": best[impl], "rows_per_s": rows / best[impl],
             "peak_extra_mb": r["peak_extra_bytes"] / 2**20,
-            "peak_extra_over_input": r["peak_extra_bytes"] / input_bytes,
+            "input_rss_mb": r["input_rss_bytes"] / 2**20,
+            "peak_extra_over_input": r["peak_extra_bytes"] / r["input_rss_bytes"],
+            "working_mb": (r["peak_extra_bytes"] - output_bytes) / 2**20,
             "peak_rss_mb": r["peak_rss_bytes"] / 2**20,
             "ratio_to_veille": best[impl] / best["veille"],
         })
-    return {"rows": rows, "input_bytes": input_bytes, "repeat": repeat,
+    return {"rows": rows, "input_bytes": input_bytes, "output_bytes": output_bytes,
+            "repeat": repeat,
             "veille_compile_s": runs["veille"]["compile_s"],
+            "veille_cache_load_s": runs["veille"]["cache_load_s"],
             "veille_first_call_s": runs["veille"]["times_s"][0],
             "veille_warm_s": best["veille"], "table": table, "runs": runs,
             "cpu_count": os.cpu_count()}
 
 
 def print_table(res: dict) -> None:
-    print(f"\n{res['rows']:,} rows, input columns {res['input_bytes'] / 2**20:.0f} MiB, "
+    print(f"\n{res['rows']:,} rows (polars estimated_size {res['input_bytes'] / 2**20:.0f} MiB), "
           f"peers best of {res['repeat']}, veille best of {len(res['runs']['veille']['times_s'])}"
-          f"; veille compile (empty cache) {res['veille_compile_s']:.1f} s, first call (kernels "
-          f"from the cache) {res['veille_first_call_s']:.3f} s, warm {res['veille_warm_s']:.3f} s")
-    print(f"{'impl':<8} {'wall s':>8} {'rows/s':>12} {'peak+ MiB':>10} {'peak+/in':>9} "
-          f"{'peak MiB':>9} {'x veille':>9}")
+          f"; veille: compile into an empty cache {res['veille_compile_s']:.1f} s, load from the "
+          f"cache {res['veille_cache_load_s']:.2f} s, first call {res['veille_first_call_s']:.3f}"
+          f" s, warm {res['veille_warm_s']:.3f} s")
+    print(f"{'impl':<8} {'wall s':>8} {'rows/s':>12} {'in MiB':>7} {'peak+ MiB':>10} "
+          f"{'peak+/in':>9} {'work MiB':>9} {'x veille':>9}")
     for r in res["table"]:
         print(f"{r['impl']:<8} {r['wall_s']:>8.3f} {r['rows_per_s']:>12,.0f} "
-              f"{r['peak_extra_mb']:>10.0f} {r['peak_extra_over_input']:>9.2f} "
-              f"{r['peak_rss_mb']:>9.0f} {r['ratio_to_veille']:>9.1f}")
+              f"{r['input_rss_mb']:>7.0f} {r['peak_extra_mb']:>10.0f} "
+              f"{r['peak_extra_over_input']:>9.2f} {r['working_mb']:>9.0f} "
+              f"{r['ratio_to_veille']:>9.1f}")
 
 
 def main(argv=None) -> None:

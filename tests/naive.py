@@ -110,26 +110,23 @@ def _previous_non_null(ts, x, a, i):
     return prev[-1] if prev else None
 
 
-def since_last(ts, x, offsets):
+def _each_gap(ts, x, offsets, stat):
     out = np.full(len(x), np.nan)
     for k in range(len(offsets) - 1):
         a, b = int(offsets[k]), int(offsets[k + 1])
         for i in range(a, b):
             p = _previous_non_null(ts, x, a, i)
             if p is not None:
-                out[i] = (int(ts[i]) - p) / 60_000_000
+                out[i] = stat(int(ts[i]) - p)
     return out
+
+
+def since_last(ts, x, offsets):
+    return _each_gap(ts, x, offsets, lambda gap: gap / 60_000_000)
 
 
 def silence(ts, x, offsets, limit):
-    out = np.full(len(x), np.nan)
-    for k in range(len(offsets) - 1):
-        a, b = int(offsets[k]), int(offsets[k + 1])
-        for i in range(a, b):
-            p = _previous_non_null(ts, x, a, i)
-            if p is not None:
-                out[i] = 1.0 if int(ts[i]) - p > limit else 0.0
-    return out
+    return _each_gap(ts, x, offsets, lambda gap: 1.0 if gap > limit else 0.0)
 
 
 def last_seen(ts, x, offsets, group_offsets, eval_ts, eval_group):

@@ -228,6 +228,29 @@ def test_input_errors_name_the_problem():
         evaluate(df.to_dicts(), spec)
 
 
+def test_empty_inputs_give_empty_frames_with_the_right_columns():
+    empty = cohort().clear()
+    out = evaluate(empty, {"m": {"metric": "weight", "fn": "mean", "window": "1h"}})
+    assert out.height == 0 and out.schema["m"] == pl.Float64
+    got = silence_at(empty, ev([("a", 1)]), "1h")
+    assert got["minutes_since_last"].to_list() == [None] and got["silent"].to_list() == [None]
+    assert silence_at(cohort(), ev([]), "1h").columns == ["patient_id", "ts",
+                                                          "minutes_since_last", "silent"]
+
+
+def test_register_rejects_programming_errors():
+    with pytest.raises(ValueError, match="registered twice"):
+        register("mean", kernel=kw.rolling_mean, params=(), lookback=lambda p: 0,
+                 output="value", doc="")
+    with pytest.raises(ValueError, match="reserved"):
+        register("test_reserved", kernel=kw.rolling_mean, params=(Param("metric", FLOAT),),
+                 lookback=lambda p: 0, output="value", doc="")
+    with pytest.raises(ValueError, match="output"):
+        register("test_output", kernel=kw.rolling_mean, params=(), lookback=lambda p: 0,
+                 output="furlongs", doc="")
+    assert "test_reserved" not in REGISTRY and "test_output" not in REGISTRY
+
+
 def test_evaluate_all_metrics_fills_every_row():
     df = cohort()
     out = evaluate_all_metrics(df, {"c": {"fn": "count", "window": "1d"}})

@@ -80,27 +80,29 @@ def _sum_series(ts, x, a, b, window, what, out):
 
 
 @njit(**JIT_PARALLEL)
+def _rolling_sums(ts, x, offsets, window, what):
+    out = np.empty(x.size)
+    for k in prange(offsets.size - 1):
+        _sum_series(ts, x, offsets[k], offsets[k + 1], window, what, out)
+    return out
+
+
+@njit(**JIT)
 def rolling_sum(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _sum_series(ts, x, offsets[k], offsets[k + 1], window, SUM, out)
-    return out
+    """Sum of the non-null readings in the window; NaN when it holds none."""
+    return _rolling_sums(ts, x, offsets, window, SUM)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def rolling_mean(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _sum_series(ts, x, offsets[k], offsets[k + 1], window, MEAN, out)
-    return out
+    """Mean of the non-null readings in the window; NaN when it holds none."""
+    return _rolling_sums(ts, x, offsets, window, MEAN)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def rolling_count(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _sum_series(ts, x, offsets[k], offsets[k + 1], window, COUNT, out)
-    return out
+    """Number of non-null readings in the window (0.0 when none)."""
+    return _rolling_sums(ts, x, offsets, window, COUNT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,19 +226,23 @@ def _extreme_series(ts, x, a, b, window, which, out):
 
 
 @njit(**JIT_PARALLEL)
+def _rolling_extreme(ts, x, offsets, window, which):
+    out = np.empty(x.size)
+    for k in prange(offsets.size - 1):
+        _extreme_series(ts, x, offsets[k], offsets[k + 1], window, which, out)
+    return out
+
+
+@njit(**JIT)
 def rolling_min(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _extreme_series(ts, x, offsets[k], offsets[k + 1], window, MIN, out)
-    return out
+    """Smallest non-null reading in the window; NaN when it holds none."""
+    return _rolling_extreme(ts, x, offsets, window, MIN)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def rolling_max(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _extreme_series(ts, x, offsets[k], offsets[k + 1], window, MAX, out)
-    return out
+    """Largest non-null reading in the window; NaN when it holds none."""
+    return _rolling_extreme(ts, x, offsets, window, MAX)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,19 +309,23 @@ def _change_series(ts, x, a, b, window, what, out):
 
 
 @njit(**JIT_PARALLEL)
+def _rolling_change(ts, x, offsets, window, what):
+    out = np.empty(x.size)
+    for k in prange(offsets.size - 1):
+        _change_series(ts, x, offsets[k], offsets[k + 1], window, what, out)
+    return out
+
+
+@njit(**JIT)
 def delta(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _change_series(ts, x, offsets[k], offsets[k + 1], window, DELTA, out)
-    return out
+    """Reading minus the first non-null reading of the window; NaN at a null row."""
+    return _rolling_change(ts, x, offsets, window, DELTA)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def pct_change(ts, x, offsets, window):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _change_series(ts, x, offsets[k], offsets[k + 1], window, PCT_CHANGE, out)
-    return out
+    """``delta`` in percent of the first reading; NaN at a null row or a zero first reading."""
+    return _rolling_change(ts, x, offsets, window, PCT_CHANGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,19 +432,23 @@ def _gap_series(ts, x, a, b, limit, flag, out):
 
 
 @njit(**JIT_PARALLEL)
+def _gaps(ts, x, offsets, limit, flag):
+    out = np.empty(x.size)
+    for k in prange(offsets.size - 1):
+        _gap_series(ts, x, offsets[k], offsets[k + 1], limit, flag, out)
+    return out
+
+
+@njit(**JIT)
 def since_last(ts, x, offsets):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _gap_series(ts, x, offsets[k], offsets[k + 1], 0, False, out)
-    return out
+    """Minutes since the previous non-null reading of the series; NaN before the first."""
+    return _gaps(ts, x, offsets, 0, False)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def silence(ts, x, offsets, limit):
-    out = np.empty(x.size)
-    for k in prange(offsets.size - 1):
-        _gap_series(ts, x, offsets[k], offsets[k + 1], limit, True, out)
-    return out
+    """1.0 when the gap since the previous non-null reading exceeds ``limit`` µs, else 0.0."""
+    return _gaps(ts, x, offsets, limit, True)
 
 
 NO_ROW = np.iinfo(np.int64).min

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and detection quality, veille beside its peers (run as modules)."""
