@@ -122,3 +122,19 @@ def test_explain_an_unknown_rule_suggests():
     res = run("explain", "hf.weight_gain_2kg", "--rules", RULES)
     assert res.exit_code == 2
     assert "unknown rule 'hf.weight_gain_2kg'. Did you mean 'hf.weight_gain_2kg_3d'" in res.output
+
+
+def test_explain_and_validate_with_a_site_that_narrows_a_scope(tmp_path):
+    site = tmp_path / "meuse.yaml"
+    site.write_text("site: meuse\npacks:\n  news2:\n    scope: {cohort: [covid_home]}\n")
+    res = run("explain", "news2.high", "--rules", RULES, "--site", site)
+    assert res.exit_code == 0, res.output
+    assert "  scope      cohort covid_home\n" in res.output
+    assert f"cohort covid_home   from site 'meuse' ({site}) at {site}:4:21" in res.output
+    assert "(the pack's own scope: cohort copd, covid_home)" in res.output
+    site.write_text("site: meuse\npacks:\n  news2:\n    scope: {cohort: [covid_home, copdd]}\n")
+    res = run("validate", RULES, "--site", site)
+    assert res.exit_code == 2
+    assert (f"{site}:4:34: unknown cohort 'copdd'. Did you mean 'copd'? Known programmes: copd, "
+            "covid_home, diabetes,") in res.output
+    assert "Traceback" not in res.output

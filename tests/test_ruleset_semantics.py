@@ -402,27 +402,30 @@ def test_empty_input_gives_an_empty_frame_with_the_columns():
 # ------------------------------------------------------------------------------------------
 # the episode kernel against a plain reference
 # ------------------------------------------------------------------------------------------
-def reference(ts, state, for_us, cooldown_us, resolve_us):
+def reference(ts, state, for_us, cooldown_us, resolve_us, fresh=None, confirm=1):
     """rules/README.md, "When a rule fires", read literally, for one series."""
-    rows = [(t, s) for t, s in zip(ts, state) if s != SKIP]
+    fresh = [True] * len(ts) if fresh is None else fresh
+    rows = [(t, s, f) for t, s, f in zip(ts, state, fresh) if s != SKIP]
     episodes, current, prev_open = [], None, None
-    for k, (t, s) in enumerate(rows):
+    for k, (t, s, _) in enumerate(rows):
         if s == HOLDS:
             j = k
             while j > 0 and rows[j - 1][1] == HOLDS:
                 j -= 1
             t0 = rows[j][0]
+            readings = sum(1 for row in rows[j:k + 1] if row[2])
             if current is not None:
                 current["last"] = t
-            elif t - t0 >= for_us and (prev_open is None or t - prev_open >= cooldown_us):
+            elif (t - t0 >= for_us and (confirm <= 1 or readings >= confirm)
+                  and (prev_open is None or t - prev_open >= cooldown_us)):
                 current = {"opened": t, "since": t0, "last": t, "resolved": None}
                 episodes.append(current)
                 prev_open = t
         elif s == FALSE and current is not None:
-            j = k
-            while j > 0 and rows[j - 1][1] == FALSE:
-                j -= 1
-            if t - rows[j][0] >= resolve_us:
+            # the first known-false time since the condition last held; unknowns are skipped
+            last_held = max(m for m in range(k) if rows[m][1] == HOLDS)
+            f0 = next(row[0] for row in rows[last_held + 1:] if row[1] == FALSE)
+            if t - f0 >= resolve_us:
                 current["resolved"] = t
                 current = None
     return [(e["opened"], e["since"], e["last"], e["resolved"]) for e in episodes]
@@ -435,21 +438,23 @@ def state_series(draw):
     ts = np.cumsum(np.asarray(steps, dtype=np.int64)) * MIN
     state = draw(st.lists(st.sampled_from([HOLDS, HOLDS, FALSE, UNKNOWN, SKIP]), min_size=n,
                           max_size=n))
-    return ts.astype(np.int64), np.asarray(state, dtype=np.int8)
+    fresh = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return ts.astype(np.int64), np.asarray(state, dtype=np.int8), np.asarray(fresh, np.bool_)
 
 
 @given(st.lists(state_series(), min_size=1, max_size=4),
        st.sampled_from([0, 5, 10, 20]), st.sampled_from([0, 10, 30]),
-       st.sampled_from([0, 5, 15]))
+       st.sampled_from([0, 5, 15]), st.sampled_from([1, 2, 3]))
 @settings(max_examples=200, deadline=None)
-def test_episode_kernel_matches_the_reference(many, for_m, cool_m, res_m):
-    ts = np.concatenate([t for t, _ in many]).astype(np.int64)
-    state = np.concatenate([s for _, s in many]).astype(np.int8)
-    offsets = np.cumsum([0] + [len(t) for t, _ in many]).astype(np.int64)
+def test_episode_kernel_matches_the_reference(many, for_m, cool_m, res_m, confirm):
+    ts = np.concatenate([t for t, _, _ in many]).astype(np.int64)
+    state = np.concatenate([s for _, s, _ in many]).astype(np.int8)
+    fresh = np.concatenate([f for _, _, f in many]).astype(np.bool_)
+    offsets = np.cumsum([0] + [len(t) for t, _, _ in many]).astype(np.int64)
     o, s, l, z, count = episode_kernel(ts, state, offsets, for_m * MIN, cool_m * MIN,
-                                       res_m * MIN)
-    for k, (t, st_) in enumerate(many):
+                                       res_m * MIN, fresh, confirm)
+    for k, (t, st_, fr) in enumerate(many):
         a = offsets[k]
         got = [(ts[o[i]], ts[s[i]], ts[l[i]], ts[z[i]] if z[i] >= 0 else None)
                for i in range(a, a + count[k])]
-        assert got == reference(t, st_, for_m * MIN, cool_m * MIN, res_m * MIN)
+        assert got == reference(t, st_, for_m * MIN, cool_m * MIN, res_m * MIN, fr, confirm)

@@ -32,12 +32,13 @@ from .diagnostics import Diagnostic
 from .evaluate import EPISODE_COLUMNS
 from .expr import parse_expression, to_text
 from .ruleset import RuleSet, load_rules, load_rules_text
+from .scope import EffectiveScope
 from .testing import TestReport, TestResult
 
 __all__ = [
     "load_rules", "load_rules_text", "RuleSet", "CompiledPack", "CompiledRule", "DetectorUse",
     "EffectiveParam", "TestCase", "Diagnostic", "EPISODE_COLUMNS", "parse_expression",
-    "to_text", "TestReport", "TestResult", "validate",
+    "to_text", "TestReport", "TestResult", "validate", "EffectiveScope",
 ]
 
 

@@ -1,5 +1,5 @@
 """What a loaded pack is made of: effective params with their origin, compiled rules, detectors,
-tests. These are plain frozen records; building them is :mod:`engine.ruleset.loader`'s job and
+tests. These are plain frozen records; building them is :mod:`engine.ruleset.compiler`'s job and
 running them is :mod:`engine.ruleset.evaluate`'s.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import polars as pl
 
 from .check import Symbol, Type
 from .expr import Node
+from .scope import EffectiveScope
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,11 @@ class CompiledRule:
         ``file:line:col`` of the rule.
     severity_origin, enabled_origin : str
         Where the effective severity and enabled flag were set.
+    confirm_readings : int
+        How many fresh readings a ``for:`` run needs before the rule fires (1: no count).
+    confirm_metrics : tuple of str or None
+        The metrics whose readings count (those the condition reads); None for every metric;
+        empty when ``confirm_readings`` is 1.
     """
 
     id: str
@@ -125,6 +131,8 @@ class CompiledRule:
     origin: str
     severity_origin: str
     enabled_origin: str
+    confirm_readings: int = 1
+    confirm_metrics: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,8 @@ class CompiledPack:
     staleness_us: dict[str, int] = field(default_factory=dict)   # per metric column
 
     base: "CompiledPack | None" = None       # the pack without site overrides (for its tests)
+    #: the effective scope with the origin of each key (cohorts/min_age/max_age above are it)
+    scope: "EffectiveScope | None" = None
 
     def rule(self, rule_id: str) -> CompiledRule:
         return next(r for r in self.rules if r.id == rule_id)

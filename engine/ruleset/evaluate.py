@@ -8,12 +8,15 @@ turns conditions into episodes (``for:``, ``cooldown``, ``resolve_after``, ``on_
 Episode semantics (rules/README.md, "When a rule fires"), per patient and rule, on the timeline:
 
 * a *run* is a stretch of consecutive timeline times where the condition holds; the rule fires at
-  the first time t of a run with ``t - t0 >= for`` (t0 the run's first time) and, when an earlier
-  episode opened at t', ``t - t' >= cooldown``; that opens an episode (``opened_at`` = t,
+  the first time t of a run with ``t - t0 >= for`` (t0 the run's first time), at least
+  ``confirm_readings`` *fresh* times in [t0, t] when that is 2 or more (times of the run at which
+  a metric the condition reads has a reading — not a value carried forward), and, when an
+  earlier episode opened at t', ``t - t' >= cooldown``; that opens an episode (``opened_at`` = t,
   ``condition_since`` = t0) unless one is open already;
 * an open episode's ``last_seen_at`` is the last time the condition held; it resolves at the
-  first time the condition has been *known false* for ``resolve_after`` (measured from the first
-  false time after the condition last held); a null never resolves an episode;
+  first known-false time t with ``t - f0 >= resolve_after``, f0 the first known-false time since
+  the condition last held: unknown times in between are skipped (they neither resolve nor
+  restart the count) and a time where it holds starts the count again; a null never resolves;
 * ``on_missing`` decides what a null condition does to a run: ``false`` (default) — it does not
   hold, so it ends a run; ``true`` — it holds; ``hold`` — the time is skipped, as if it were not
   on the timeline (the run continues across it but never fires at it).
@@ -45,12 +48,14 @@ EPISODE_COLUMNS = {
 
 
 @njit(**JIT_PARALLEL)
-def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us):
+def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm):
     """Episodes of every series (one patient's timeline for one rule) in one call.
 
-    ``state`` is int8: 1 holds, 0 known false, -1 unknown (ends a run, never resolves), 2 skip.
-    Returns row indices ``opened, since, last, resolved`` (-1: not resolved), written per series
-    from the series' first row, and ``count[k]`` episodes for series ``k``.
+    ``state`` is int8: 1 holds, 0 known false, -1 unknown (ends a run; skipped by the
+    resolution count), 2 skip. ``fresh`` is bool: a metric the condition reads has a reading at
+    that time; a run fires only once it holds at ``confirm`` fresh times (``confirm <= 1``: no
+    count). Returns row indices ``opened, since, last, resolved`` (-1: not resolved), written per
+    series from the series' first row, and ``count[k]`` episodes for series ``k``.
     """
     n = ts.size
     opened = np.full(n, -1, np.int64)
@@ -63,7 +68,8 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us):
         w = a                       # next episode slot of this series
         cur = -1                    # slot of the open episode, -1 when none
         run = -1                    # first row of the current run
-        false_from = -1             # first row of the current known-false stretch
+        run_fresh = 0               # fresh rows of the current run so far
+        false_from = -1             # first known-false row since the condition last held
         prev_open = np.int64(0)
         have_prev = False
         for i in range(a, b):
@@ -74,10 +80,13 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us):
                 false_from = -1
                 if run < 0:
                     run = i
+                    run_fresh = 0
+                if fresh[i]:
+                    run_fresh += 1
                 if cur >= 0:
                     last[cur] = i
-                elif ts[i] - ts[run] >= for_us and (not have_prev
-                                                    or ts[i] - prev_open >= cooldown_us):
+                elif (ts[i] - ts[run] >= for_us and (confirm <= 1 or run_fresh >= confirm)
+                      and (not have_prev or ts[i] - prev_open >= cooldown_us)):
                     opened[w], since[w], last[w] = i, run, i
                     cur, w = w, w + 1
                     prev_open, have_prev = ts[i], True
@@ -89,8 +98,7 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us):
                     if cur >= 0 and ts[i] - ts[false_from] >= resolve_us:
                         resolved[cur] = i
                         cur = -1
-                else:
-                    false_from = -1
+                # UNKNOWN: the resolution count pauses (false_from is kept)
         count[k] = w - a
     return opened, since, last, resolved, count
 
@@ -173,12 +181,32 @@ def pack_timeline(pack: CompiledPack, tel: pl.DataFrame, det: pl.DataFrame | Non
     for m in pack.metrics:
         src = rows.filter(pl.col("metric") == m).select("patient_id", "ts", "value")
         tl = align.as_of(tl, src, m, staleness_us=pack.staleness_us[m])
-    tl = tl.join(pats.select("patient_id", *PATIENT_FIELDS), on="patient_id", how="left")
+    tl = add_fresh_columns(tl, rows, {r.confirm_metrics for r in pack.rules
+                                      if r.enabled and r.confirm_readings > 1})
+    tl = tl.join(pats.select("patient_id", *PATIENT_FIELDS), on="patient_id", how="left",
+                 maintain_order="left")
     for score in pack.scores.values():
         for inp in score.inputs:
             if inp not in tl.columns:
                 tl = tl.with_columns(pl.lit(None, pl.Float64).alias(inp))
         tl = score.compute(tl)
+    return tl
+
+
+def fresh_column(metrics: tuple[str, ...] | None) -> str:
+    """The timeline column saying whether one of ``metrics`` (None: any) has a reading then."""
+    return "__fresh:" + ("*" if metrics is None else ",".join(metrics))
+
+
+def add_fresh_columns(tl: pl.DataFrame, rows: pl.DataFrame, metric_sets) -> pl.DataFrame:
+    """One Boolean column per metric set (:func:`fresh_column`): does the patient have a
+    reading of one of those metrics at exactly this timeline time? (``confirm_readings``)"""
+    for metrics in sorted(metric_sets, key=lambda m: fresh_column(m)):
+        name = fresh_column(metrics)
+        obs = rows if metrics is None else rows.filter(pl.col("metric").is_in(list(metrics)))
+        times = obs.select("patient_id", "ts").unique().with_columns(pl.lit(True).alias(name))
+        tl = (tl.join(times, on=["patient_id", "ts"], how="left", maintain_order="left")
+              .with_columns(pl.col(name).fill_null(False)))
     return tl
 
 
@@ -220,10 +248,13 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
         starts = np.flatnonzero(np.r_[True, (pid[1:] != pid[:-1]).to_numpy()])
         offsets = np.append(starts, tl.height).astype(np.int64)
         ts = tl["ts"].dt.epoch("us").to_numpy().astype(np.int64)
+        every_time = np.ones(tl.height, np.bool_)
         for i, r in enumerate(rules):
             state = _states(conds[f"__c{i}"], r.on_missing)
+            fresh = (tl[fresh_column(r.confirm_metrics)].to_numpy().astype(np.bool_)
+                     if r.confirm_readings > 1 else every_time)
             o, s, l, z, count = episode_kernel(ts, state, offsets, r.for_us, r.cooldown_us,
-                                               r.resolve_after_us)
+                                               r.resolve_after_us, fresh, r.confirm_readings)
             keep = o >= 0
             if keep.any():
                 out.append(_episodes(pack, r, tl, o[keep], s[keep], l[keep], z[keep]))

@@ -7,9 +7,34 @@ from .compiled import CompiledRule
 
 
 def _durations(r: CompiledRule) -> str:
-    return (f"for {format_duration(r.for_us)}, cooldown {format_duration(r.cooldown_us)}, "
+    text = (f"for {format_duration(r.for_us)}, cooldown {format_duration(r.cooldown_us)}, "
             f"resolve after {format_duration(r.resolve_after_us)}, on missing data: "
             f"{r.on_missing}")
+    if r.confirm_readings > 1:
+        of = "any metric" if r.confirm_metrics is None else ", ".join(r.confirm_metrics)
+        text += f", confirmed by {r.confirm_readings} readings (of {of})"
+    return text
+
+
+def _scope(pack) -> list[str]:
+    """The scope line, and one line per key a site set (with the pack's own value)."""
+    s = pack.scope
+    if s is None:                          # a pack built by hand, without provenance
+        cohort = "any" if pack.cohorts is None else ", ".join(pack.cohorts)
+        return [f"  scope      cohort {cohort}"]
+    lines = [f"  scope      {s.describe()}"]
+    for key in ("cohort", "min_age", "max_age"):
+        if key in s.origin and s.source.get(key, "").startswith("site"):
+            value = (("any" if s.cohorts is None else ", ".join(s.cohorts)) if key == "cohort"
+                     else getattr(s, key))
+            lines.append(f"             {key} {value}   from {s.source[key]} at {s.origin[key]}")
+    if any(v.startswith("site") for v in s.source.values()):
+        pack_cohorts = "any" if s.pack_cohorts is None else ", ".join(s.pack_cohorts)
+        lines.append(f"             (the pack's own scope: cohort {pack_cohorts}"
+                     + "".join(f", {k} {getattr(pack.base.scope, k)}" for k in
+                               ("min_age", "max_age") if pack.base is not None
+                               and getattr(pack.base.scope, k) is not None) + ")")
+    return lines
 
 
 def explain_rule(rs, rule_id: str) -> str:
@@ -21,13 +46,8 @@ def explain_rule(rs, rule_id: str) -> str:
              f"  severity   {r.severity}   (set at {r.severity_origin})"]
     if not r.enabled:
         lines.append(f"  DISABLED   (at {r.enabled_origin})")
-    cohort = "any" if pack.cohorts is None else ", ".join(pack.cohorts)
-    ages = ""
-    if pack.min_age is not None or pack.max_age is not None:
-        ages = f", age {pack.min_age if pack.min_age is not None else 0}-" \
-               f"{pack.max_age if pack.max_age is not None else ''}"
-    lines += [f"  scope      cohort {cohort}{ages}",
-              f"  when       {r.when}",
+    lines += _scope(pack)
+    lines += [f"  when       {r.when}",
               f"  timing     {_durations(r)}"]
     if r.reason:
         lines.append(f"  reason     {r.reason}")

@@ -1,11 +1,12 @@
 """Rule expressions: the syntax tree, the parser (lark, LALR) and the printer.
 
 The language is deliberately small (rules/README.md, "Expressions"): numbers with an optional
-unit (``2 kg``, ``92 %``, ``15 min``), quoted strings, ``true``/``false``, names (detectors,
-scores, metrics, params, patient context), ``+ - * /``, the comparisons ``< <= > >= == !=``,
-``and``/``or``/``not``, parentheses and a few functions (``abs``, ``min``, ``max``,
-``coalesce``, ``isnull``). There is no attribute access, indexing, import or evaluation of Python:
-text is parsed by a grammar into the dataclasses below and nothing else.
+unit (``2 kg``, ``92 %``, ``15 min``), compound durations (``2d12h``, read as ``60 h``), quoted
+strings, ``true``/``false``, names (detectors, scores, metrics, params, patient context),
+``+ - * /``, the comparisons ``< <= > >= == !=``, ``and``/``or``/``not``, parentheses and a few
+functions (``abs``, ``min``, ``max``, ``coalesce``, ``isnull``). There is no attribute access,
+indexing, import or evaluation of Python: text is parsed by a grammar into the dataclasses below
+and nothing else.
 
 :func:`parse_expression` raises :class:`engine.errors.RuleError` on any text it cannot read (and
 nothing else); :func:`to_text` prints a tree back so that ``parse_expression(to_text(t)) == t``.
@@ -26,6 +27,7 @@ from typing import Union
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from .. import durations as _durations
 from . import units as _units
 from .diagnostics import Diagnostic
 from ..errors import RuleError
@@ -161,6 +163,7 @@ _BINARY = {"or_": "or", "and_": "and", "add": "+", "sub": "-", "mul": "*", "div"
 #: how the parser's terminals read in a message
 _TERMINALS = {
     "NUMBER": "a number", "NAME": "a name", "STRING": "a quoted string", "UNIT": "a unit",
+    "DURATION": "a duration",
     "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
     "SLASH": "'/'", "COMP_OP": "a comparison (<, <=, >, >=, ==, !=)", "AND": "'and'",
     "OR": "'or'", "NOT": "'not'", "TRUE": "'true'", "FALSE": "'false'", "$END": "the end",
@@ -193,7 +196,7 @@ def _token_text(tok: Token) -> str:
         return "the end of the expression"
     # a word the parser did not expect may have been read as a unit: it is a word to the user
     kind = {"NUMBER": "number", "NAME": "name", "STRING": "string", "UNIT": "word",
-            "COMP_OP": "comparison"}.get(tok.type)
+            "COMP_OP": "comparison", "DURATION": "duration"}.get(tok.type)
     return f"{kind} '{tok}'" if kind else f"'{tok}'"
 
 
@@ -237,7 +240,13 @@ def _syntax_problem(text: str, err: UnexpectedInput) -> ExprProblem:
         offset = len(text)
     elif tok.type == "STAR" and text[offset - 1:offset] == "*":
         hint = "There is no power operator: write x * x."
-    elif tok.type in ("NAME", "UNIT", "NUMBER", "STRING", "LPAR") and (
+    elif tok.type in ("NUMBER", "DURATION") and _SPACED_DURATION.search(text[:offset]) \
+            and _DURATION_START.match(text, offset):
+        before = _SPACED_DURATION.search(text[:offset])
+        after = _DURATION_START.match(text, offset)
+        joined = before.group(1) + before.group(2) + after.group(1) + after.group(2)
+        hint = f"A duration is written without spaces: '{joined}'."
+    elif tok.type in ("NAME", "UNIT", "NUMBER", "DURATION", "STRING", "LPAR") and (
             "AND" in err.expected or "OR" in err.expected or "RPAR" in err.expected):
         hint = "Two operands must be joined by an operator ('and', 'or', '+', '>', ...)."
     if tok.type == "$END":
@@ -247,8 +256,19 @@ def _syntax_problem(text: str, err: UnexpectedInput) -> ExprProblem:
                        f"{_describe_expected(err.expected)}.", hint)
 
 
+#: `2d 12h`: a number and a time unit just before the unexpected number (see the hint)
+_SPACED_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])\s+$")
+_DURATION_START = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])(?![A-Za-z])")
+#: the unit part of `2 d12h` or `2h30min`: a duration with a space, or with a unit it lacks
+_DURATION_TAIL = re.compile(r"[wdhms](?:\d+(?:\.\d+)?[A-Za-z]+)+")
+
+
 def _unit_problem(tok: Token) -> ExprProblem:
     spelling = str(tok)
+    if _DURATION_TAIL.fullmatch(spelling):
+        return ExprProblem(tok.start_pos, f"unknown unit '{spelling}'.",
+                           "A compound duration is written in one piece, with no space, from "
+                           "the units s, m (minutes), h, d, w: '2d12h', '1h30m'.")
     if spelling in KEYWORDS or spelling.lower() in KEYWORDS:
         hint = (f"Keywords are lower case and go between two operands: "
                 f"'{spelling.lower()}'.") if spelling.lower() in KEYWORDS else ""
@@ -272,6 +292,16 @@ def _unit_problem(tok: Token) -> ExprProblem:
 
 def _number(tok: Token) -> float:
     return float(str(tok))
+
+
+def _compound_duration(text: str) -> tuple[float, str]:
+    """``2d12h`` as a quantity in its smallest unit: (60.0, 'h'); ``1h30m`` → (90.0, 'm').
+
+    The grammar of :mod:`engine.durations`, so that ``value: 2d12h`` means what ``for: 2d12h``
+    means. The smallest unit keeps the value exact (whole parts give a whole number).
+    """
+    smallest = min(re.findall(r"[wdhms]", text), key=lambda u: _durations.US[u])
+    return _durations.parse_duration(text) / _durations.US[smallest], smallest
 
 
 def _build(tree, problems: list[ExprProblem]) -> Node:
@@ -299,6 +329,9 @@ def _build(tree, problems: list[ExprProblem]) -> Node:
             if unit is not None and _units.lookup(str(unit)) is None:
                 problems.append(_unit_problem(unit))
             node: Node = Num(value, str(unit) if unit is not None else None, start, end)
+        elif kind == "duration":
+            value, unit = _compound_duration(str(kids[0]))
+            node = Num(value, unit, start, end)
         elif kind == "name":
             node = Name(str(kids[0]), start, end)
         elif kind == "string":

@@ -5,8 +5,9 @@ the text "2026.11", and is reported). Each field's ``description`` is its constr
 one table every message is built from, as in scikit-learn: "The 'severity' field of rule
 'hf.weight_gain_2kg_3d' must be one of 'high', 'medium', 'low'. Got 'urgent' instead."
 
-The schema checks shapes only; :mod:`engine.ruleset.loader` checks meanings (durations, names,
-expressions, units) with the YAML positions at hand. rules/README.md documents every key.
+The schema checks shapes only (:mod:`engine.ruleset.loader`); :mod:`engine.ruleset.compiler`
+checks meanings (durations, names, expressions, units, scope) with the YAML positions at hand.
+rules/README.md documents every key.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def re_name(text: str) -> bool:
 
 
 _DURATION = "a duration like '30m', '6h', '3d' or '2w', or the name of a duration param"
+_COUNT = "a whole number of readings (1 or more), or the name of a whole-number param"
 #: a param value: a number, true/false, or an expression text ("2 kg", "gain_3d / 2")
 ParamValue = Union[bool, int, float, str]
 
@@ -51,11 +53,21 @@ class Scope(Strict):
     max_age: int | None = Field(None, description="a whole number of years (inclusive)")
 
 
+class ScopeOverride(Strict):
+    """A site's narrowing of a pack's scope: only the keys given change."""
+
+    cohort: Union[str, list[str], None] = Field(
+        None, description="a programme or a list of programmes within the pack's scope")
+    min_age: int | None = Field(None, description="a whole number of years (inclusive)")
+    max_age: int | None = Field(None, description="a whole number of years (inclusive)")
+
+
 class Defaults(Strict):
     staleness: str | None = Field(None, description=_DURATION)
     cooldown: str | None = Field(None, description=_DURATION)
     resolve_after: str | None = Field(None, description=_DURATION)
     on_missing: OnMissing | None = Field(None, description="one of 'false', 'true', 'hold'")
+    confirm_readings: Union[int, str, None] = Field(None, description=_COUNT)
 
     _om = field_validator("on_missing", mode="before")(_on_missing)
 
@@ -78,6 +90,7 @@ class Rule(Strict):
     cooldown: str | None = Field(None, description=_DURATION)
     resolve_after: str | None = Field(None, description=_DURATION)
     on_missing: OnMissing | None = Field(None, description="one of 'false', 'true', 'hold'")
+    confirm_readings: Union[int, str, None] = Field(None, description=_COUNT)
     reason: str | None = Field(None, description="a sentence with {name} placeholders")
     rationale: str = Field("", description="text")
     references: list[str] = Field(default_factory=list, description="a list of texts")
@@ -146,6 +159,8 @@ class RuleOverride(Strict):
 
 
 class PackOverride(Strict):
+    scope: ScopeOverride | None = Field(None, description="a mapping with cohort, min_age, "
+                                                          "max_age (narrowing the pack's)")
     params: dict[str, ParamValue] = Field(default_factory=dict,
                                           description="a mapping of param name -> value")
     rules: dict[str, RuleOverride] = Field(default_factory=dict,

@@ -11,7 +11,8 @@ from ..errors import RuleError
 from .compiled import CompiledPack, CompiledRule
 from .diagnostics import Diagnostics, did_you_mean
 from .evaluate import evaluate_packs
-from .loader import PackCompiler, parse_pack, parse_site
+from .compiler import PackCompiler
+from .loader import parse_pack, parse_site
 from .source import Source, read_source
 from .testing import compile_tests
 
@@ -91,6 +92,9 @@ class RuleSet:
         The longest of, per pack: detector lookback + its staleness, plus the longest ``for:``
         and ``cooldown`` (a run or a cooldown may have started before). A detector that needs
         all history (``since_last``, silence) makes it :data:`engine.detectors.ALL_HISTORY`.
+        A rule with ``confirm_readings`` N >= 2 counts the readings of its run, which may have
+        begun more than ``for`` before: on a window this long it may fire later than on the
+        whole history (never earlier), once N readings fall inside the window.
         """
         need = 0
         for p in self.packs:
@@ -196,7 +200,8 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
             pack.base = base
             pack.tests = list(base.tests)
             for s, site in mine:
-                pack.tests += compile_tests(model.pack, rule_ids, cohorts, s,
+                # a site's test patient defaults to the first cohort of the site's scope
+                pack.tests += compile_tests(model.pack, rule_ids, pack.cohorts, s,
                                             site.packs[model.pack].tests, site.site,
                                             Diagnostics())
         packs.append(pack)

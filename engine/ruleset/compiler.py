@@ -1,0 +1,401 @@
+"""Load rule packs, stage two: a validated pack (and the site overrides of it) → its meaning →
+a :class:`~engine.ruleset.compiled.CompiledPack`.
+
+:class:`PackCompiler` checks what the schema cannot — durations, names, units, expressions,
+params and their bounds, the scope and a site's narrowing of it — with the YAML positions at
+hand, and reports every mistake in the shared :class:`~engine.ruleset.diagnostics.Diagnostics`.
+Detectors are compiled by :mod:`engine.ruleset.detector_uses`, the scope by
+:mod:`engine.ruleset.scope`, params by :mod:`engine.ruleset.params`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..align import default_staleness
+from ..durations import is_duration, parse_duration
+from ..schema import METRICS
+from . import model as M
+from .check import BOOL, ERROR, NUMBER, T_ERROR, Symbol, check_expression
+from .compile import compile_expr
+from .compiled import CompiledPack, CompiledRule, EffectiveParam
+from .detector_uses import compile_detectors
+from .diagnostics import Diagnostics, did_you_mean
+from .evidence import parse_template
+from .expr import names, parse_problems
+from .params import ParamText, check_bounds, resolve_params
+from .scope import pack_scope, site_scope
+from .source import Source, dotted
+from .symbols import base_symbols
+from .units import UNITS
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def in_field(message: str, field: str) -> str:
+    """'unknown name 'x'.' -> 'unknown name 'x' in `when`.' (the clause before any ';')."""
+    head, sep, tail = message.partition(";")
+    if sep:
+        return f"{head} in `{field}`;{tail}"
+    return f"{message.rstrip('.')} in `{field}`."
+
+
+class PackCompiler:
+    """Turns one validated pack (and the site overrides of it) into a :class:`CompiledPack`."""
+
+    def __init__(self, src: Source, pack: M.Pack, scores: dict, diags: Diagnostics,
+                 overrides: Sequence[tuple[Source, M.Site]] = (), *,
+                 broken: set[str] = frozenset(), failed: bool = False,
+                 rule_index: list[int] | None = None):
+        self.src, self.pack, self.diags = src, pack, diags
+        # names declared but invalid: uses of them are not reported again
+        self.broken = set(broken)
+        self.failed = failed
+        self.rule_index = rule_index
+        self.scores = scores
+        self.overrides = list(overrides)
+        self.base, self.score_owner = base_symbols(scores)
+        self.errors_before = len(diags)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def err(self, path, message: str, hint: str = "", *, rule_id=None, src: Source | None = None,
+            key: bool = False) -> None:
+        src = src or self.src
+        line, col = src.key_pos(path) if key else src.pos(path)
+        self.diags.add(src.label, line, col, message, hint, rule_id=rule_id)
+
+    def where(self, path, src: Source | None = None) -> str:
+        src = src or self.src
+        line, col = src.pos(path)
+        return f"{src.label}:{line}:{col}"
+
+    def duration(self, value, path, *, rule_id=None, positive=False, src=None) -> int | None:
+        """µs of a duration field: a duration literal, or the name of a duration param."""
+        if isinstance(value, str) and value.strip() in self.broken:
+            return None
+        if isinstance(value, str) and is_duration(value):
+            us = parse_duration(value)
+        elif isinstance(value, str) and _IDENT.match(value.strip()):
+            p = self.params.get(value.strip())
+            if p is None:
+                self.err(path, f"'{dotted(path)}' names an unknown param '{value}'.",
+                         "Write a duration like '30m', '6h', '3d' or '2w', or name a duration "
+                         "param. " + did_you_mean(value, self.params, noun="params"),
+                         rule_id=rule_id, src=src)
+                return None
+            unit = p.type.unit if p.type.kind == NUMBER else None
+            if unit is None or not unit.compatible(UNITS["h"]):
+                self.err(path, f"'{dotted(path)}' needs a duration but param '{p.name}' is "
+                         f"{p.type.describe()}.", f"Give '{p.name}' a time unit, e.g. '36 h'.",
+                         rule_id=rule_id, src=src)
+                return None
+            us = int(round(p.value * unit.factor * 1_000_000))
+        else:
+            self.err(path, f"'{dotted(path)}' must be a duration like '30m', '6h', '3d' or '2w',"
+                     f" or the name of a duration param. Got {value!r} instead.",
+                     "Durations are a number and a unit (s, m, h, d, w) with no space; "
+                     "combine them like '1h30m'.", rule_id=rule_id, src=src)
+            return None
+        if us < 0 or (positive and us == 0):
+            need = "longer than 0" if positive else "zero or more"
+            self.err(path, f"'{dotted(path)}' must be {need}. Got {value!r} instead.",
+                     rule_id=rule_id, src=src)
+            return None
+        return us
+
+    def count(self, value, path, *, rule_id=None) -> int | None:
+        """A number of readings (``confirm_readings``): a whole number >= 1, or the name of a
+        plain whole-number param (so that a site can tune it within the param's bounds)."""
+        shown = value
+        if isinstance(value, str) and value.strip() in self.broken:
+            return None
+        if isinstance(value, str) and _IDENT.match(value.strip()):
+            p = self.params.get(value.strip())
+            if p is None:
+                self.err(path, f"'{dotted(path)}' names an unknown param '{value}'.",
+                         "Write a whole number like 2, or name a whole-number param. "
+                         + did_you_mean(value, self.params, noun="params"), rule_id=rule_id)
+                return None
+            if p.type.kind != NUMBER or p.type.unit is not None or p.value != int(p.value):
+                self.err(path, f"'{dotted(path)}' needs a whole number of readings but param "
+                         f"'{p.name}' is {p.display()}.", f"Give '{p.name}' a whole number "
+                         "without a unit, e.g. 2.", rule_id=rule_id)
+                return None
+            value, shown = int(p.value), f"{value} = {p.display()}"
+        if not isinstance(value, int):
+            self.err(path, f"'{dotted(path)}' must be a whole number of readings (1 or more), or "
+                     f"the name of a whole-number param. Got {value!r} instead.", rule_id=rule_id)
+            return None
+        if value < 1:
+            self.err(path, f"'{dotted(path)}' must be 1 or more. Got {shown} instead.",
+                     "1 (the default) fires on the condition alone; 2 asks for a second "
+                     "reading that confirms it.", rule_id=rule_id)
+            return None
+        return value
+
+    # -- the pack ------------------------------------------------------------------------------
+    def compile(self) -> CompiledPack | None:
+        p = self.pack
+        scope = pack_scope(self.src, p.scope, p.pack, self.diags)
+        if self.overrides:
+            scope = site_scope(scope, p.pack, self.overrides, self.diags)
+        detector_names = set(p.detectors)
+        self.params = self.resolve_params(detector_names)
+        every = (self.duration(p.evaluate_every, ("evaluate_every",), positive=True)
+                 if p.evaluate_every is not None else None)
+        d = p.defaults
+        self.default_staleness = (self.duration(d.staleness, ("defaults", "staleness"),
+                                                positive=True) if d.staleness else None)
+        self.defaults = {
+            "cooldown": self.duration(d.cooldown, ("defaults", "cooldown")) if d.cooldown else 0,
+            "resolve_after": (self.duration(d.resolve_after, ("defaults", "resolve_after"))
+                              if d.resolve_after else 0),
+            "on_missing": d.on_missing or "false",
+            "confirm_readings": (self.count(d.confirm_readings, ("defaults", "confirm_readings"))
+                                 if d.confirm_readings is not None else 1),
+        }
+        dets = self.detectors = compile_detectors(self)
+        self.broken |= (set(p.params) - set(self.params)) | (set(p.detectors) - set(dets))
+        symbols = dict(self.base)
+        for name in self.broken:
+            symbols.setdefault(name, Symbol(name, "broken", T_ERROR))
+        for name, prm in self.params.items():
+            symbols[name] = Symbol(name, "param", prm.type, None, prm.value, prm.doc)
+        for name, det in dets.items():
+            symbols[name] = Symbol(name, "detector", det.type, det.column,
+                                   doc=f"{det.spec.get('fn')} of {det.spec.get('metric', 'any')}")
+        self.symbols = symbols
+        overrides = self.rule_overrides()
+        rules = []
+        seen: dict[str, tuple] = {}
+        for k, r in enumerate(p.rules):
+            i = self.rule_index[k] if self.rule_index is not None else k
+            if r.id in seen:
+                self.err(("rules", i, "id"), f"duplicate rule id '{r.id}'; it is already used at "
+                         f"line {seen[r.id][0]}.", "Each rule id must be unique.", rule_id=r.id)
+                continue
+            seen[r.id] = self.src.pos(("rules", i))
+            rule = self.compile_rule(i, r, overrides.get(r.id, {}))
+            if rule is not None:
+                rules.append(rule)
+        for rid, (src, path, site) in overrides.get("__paths__", {}).items():
+            if rid not in seen:
+                self.err(path, f"site '{site}' overrides unknown rule '{rid}' of pack "
+                         f"'{p.pack}'.",
+                         did_you_mean(rid, seen, noun="rules"), src=src, key=True)
+        if len(self.diags) > self.errors_before or self.failed:
+            return None
+        used_metrics, used_scores = self.used(rules)
+        staleness = {m: self.default_staleness or default_staleness(m) for m in used_metrics}
+        return CompiledPack(
+            name=p.pack, version=p.version, path=self.src.label, title=p.title,
+            description=p.description, cohorts=scope.cohorts, min_age=scope.min_age,
+            max_age=scope.max_age, evaluate_every_us=every, params=self.params,
+            detectors=dets, symbols=symbols, rules=rules,
+            sites=tuple(site.site for _, site in self.overrides),
+            metrics=tuple(used_metrics), scores={s: self.scores[s] for s in used_scores},
+            staleness_us=staleness, scope=scope)
+
+    # -- params --------------------------------------------------------------------------------
+    def resolve_params(self, detector_names) -> dict[str, EffectiveParam]:
+        p = self.pack
+        texts: dict[str, ParamText] = {}
+        bounds_texts: dict[str, dict] = {}
+        others = dict(self.base)
+        for name in detector_names:
+            others[name] = Symbol(name, "detector", None)      # type unknown yet; name only
+        for name in self.broken:
+            others.setdefault(name, Symbol(name, "broken", T_ERROR))
+        label = f"pack {p.pack}"
+        for name, v in p.params.items():
+            path = ("params", name)
+            if not M.re_name(name):
+                self.err(path, f"param name '{name}' must be a lower-case identifier like "
+                         "'gain_3d'.", key=True)
+                continue
+            if name in others:
+                self.err(path, f"param '{name}' has the name of a {others[name].kind}.",
+                         "Choose another name: a param must not hide it.", key=True)
+                continue
+            if isinstance(v, M.ParamDecl):
+                texts[name] = ParamText(name, v.value, self.src, path + ("value",), label, v.doc)
+                bounds_texts[name] = {f"{k} of {name}": ParamText(f"{k} of {name}",
+                                                                  getattr(v, k), self.src,
+                                                                  path + (k,), label)
+                                      for k in ("min", "max") if getattr(v, k) is not None}
+            else:
+                texts[name] = ParamText(name, v, self.src, path, label)
+        pack_values, ok = resolve_params(dict(texts), others, self.diags)
+        bounds = {}
+        for name, bt in bounds_texts.items():
+            if not bt or name not in pack_values:
+                continue
+            resolved, _ = resolve_params(bt, others, self.diags,
+                                         expected={k: pack_values[name].type for k in bt})
+            bounds[name] = (resolved.get(f"min of {name}"), resolved.get(f"max of {name}"))
+        check_bounds(pack_values, bounds, texts, self.diags)
+        effective_texts = dict(texts)
+        overridden = False
+        for site_src, site in self.overrides:
+            po = site.packs[p.pack]
+            for name, v in po.params.items():
+                path = ("packs", p.pack, "params", name)
+                if name not in texts:
+                    self.err(path, f"site '{site.site}' overrides unknown param '{name}' of "
+                             f"pack '{p.pack}'.", did_you_mean(name, texts, noun="params"),
+                             src=site_src, key=True)
+                    continue
+                effective_texts[name] = ParamText(name, v, site_src, path,
+                                                  f"site '{site.site}' ({site_src.label})")
+                overridden = True
+        if not overridden or not ok:
+            return pack_values
+        eff, _ = resolve_params(effective_texts, others, self.diags,
+                                expected={n: pv.type for n, pv in pack_values.items()})
+        check_bounds(eff, bounds, effective_texts, self.diags)
+        return eff
+
+    # -- rules ---------------------------------------------------------------------------------
+    def rule_overrides(self) -> dict:
+        out: dict = {"__paths__": {}}
+        for site_src, site in self.overrides:
+            for rid, ro in site.packs[self.pack.pack].rules.items():
+                path = ("packs", self.pack.pack, "rules", rid)
+                out["__paths__"][rid] = (site_src, path, site.site)
+                entry = out.setdefault(rid, {})
+                label = f"site '{site.site}' ({site_src.label})"
+                for key in ("severity", "enabled"):
+                    v = getattr(ro, key)
+                    if v is not None:
+                        line, col = site_src.pos(path + (key,))
+                        entry[key] = (v, f"{site_src.label}:{line}:{col} ({label})")
+        return out
+
+    def expression(self, text, path, rule_id):
+        node, problems = parse_problems(text)
+        if node is not None:
+            checker, problems = check_expression(node, self.symbols, source=text, want=BOOL)
+            if checker.type_of(node).kind == ERROR and not problems:
+                node = None                 # it uses a broken name, already reported
+        for pr in problems:
+            line, col = self.src.text_pos(path, pr.offset)
+            self.diags.add(self.src.label, line, col, in_field(pr.message, path[-1]), pr.hint,
+                           rule_id=rule_id)
+        return (node, checker) if node is not None and not problems else (None, None)
+
+    def compile_rule(self, i: int, r: M.Rule, override: dict) -> CompiledRule | None:
+        path = ("rules", i)
+        before = len(self.diags)
+        node, checker = self.expression(r.when, path + ("when",), r.id)
+        dur = {}
+        for key, attr in (("for", "for_"), ("cooldown", "cooldown"),
+                          ("resolve_after", "resolve_after")):
+            v = getattr(r, attr)
+            if v is None:
+                dur[key] = 0 if key == "for" else self.defaults[key]
+            else:
+                dur[key] = self.duration(v, path + (key,), rule_id=r.id)
+        confirm = (self.count(r.confirm_readings, path + ("confirm_readings",), rule_id=r.id)
+                   if r.confirm_readings is not None else self.defaults["confirm_readings"])
+        reason_names: list[str] = []
+        if r.reason is not None:
+            parts, problems = parse_template(r.reason)
+            for pr in problems:
+                line, col = self.src.text_pos(path + ("reason",), pr.offset)
+                self.diags.add(self.src.label, line, col, in_field(pr.message, "reason"),
+                               pr.hint, rule_id=r.id)
+            for literal, name in parts:
+                if name is None:
+                    continue
+                if name not in self.symbols:
+                    offset = r.reason.find("{" + name)
+                    line, col = self.src.text_pos(path + ("reason",), max(offset, 0))
+                    self.diags.add(self.src.label, line, col, f"unknown name '{name}' in "
+                                   "`reason`.", did_you_mean(name, self.symbols),
+                                   rule_id=r.id)
+                elif name not in reason_names:
+                    reason_names.append(name)
+        if len(self.diags) > before or node is None or confirm is None:
+            return None
+        when_names = list(dict.fromkeys(n.name for n in names(node)))
+        evidence = tuple(dict.fromkeys(when_names + reason_names))
+        read = self.metrics_read(when_names)
+        if confirm > 1 and read == ():
+            where = (path + ("confirm_readings",) if r.confirm_readings is not None
+                     else ("defaults", "confirm_readings"))
+            self.err(where, f"confirm_readings {confirm} can never be met: `when` reads no "
+                     "metric (only params and patient context), so no reading can confirm "
+                     "it.", "Leave confirm_readings at 1 for this rule.", rule_id=r.id)
+            return None
+        # params of the expression, of the durations and counts, and of the detectors' specs
+        d = self.pack.defaults
+        spec_params = [v for n in when_names if n in self.pack.detectors
+                       for v in self.pack.detectors[n].values() if isinstance(v, str)]
+        timing = (r.for_, r.cooldown if r.cooldown is not None else d.cooldown,
+                  r.resolve_after if r.resolve_after is not None else d.resolve_after,
+                  r.confirm_readings if r.confirm_readings is not None else d.confirm_readings)
+        used_params = self.params_closure(
+            [n for n in evidence if n in self.params]
+            + [v for v in (*timing, *spec_params) if isinstance(v, str) and v in self.params])
+        sev, sev_origin = override.get("severity", (r.severity, self.where(path + ("severity",))))
+        enabled, en_origin = override.get("enabled", (r.enabled, self.where(path)))
+        return CompiledRule(
+            id=r.id, pack=self.pack.pack, title=r.title, severity=sev, when=r.when, node=node,
+            expr=compile_expr(node, checker, self.symbols),
+            for_us=dur["for"], cooldown_us=dur["cooldown"], resolve_after_us=dur["resolve_after"],
+            on_missing=r.on_missing or self.defaults["on_missing"], reason=r.reason,
+            rationale=r.rationale, references=tuple(r.references), evidence_names=evidence,
+            params={n: self.params[n] for n in used_params},
+            detectors=tuple(n for n in when_names if self.symbols[n].kind == "detector"),
+            enabled=enabled, origin=self.where(path), severity_origin=sev_origin,
+            enabled_origin=en_origin, confirm_readings=confirm,
+            confirm_metrics=read if confirm > 1 else ())
+
+    def metrics_read(self, when_names) -> tuple[str, ...] | None:
+        """The metrics a condition reads: those it names, each named detector's metric(s) and
+        each named score's metric inputs; None when it reads every metric (a silence detector
+        over 'any'). A fresh reading of one of them is what ``confirm_readings`` counts."""
+        out: list[str] = []
+        for n in when_names:
+            sym = self.symbols[n]
+            if sym.kind == "metric":
+                found = [n]
+            elif sym.kind == "detector":
+                det = self.detectors[n]
+                if det.metrics is None:
+                    return None
+                found = list(det.metrics)
+            elif sym.kind == "score":
+                found = [m for m in self.scores[self.score_owner[n]].inputs if m in METRICS]
+            else:
+                found = []
+            out += [m for m in found if m not in out]
+        return tuple(out)
+
+    def params_closure(self, start) -> list[str]:
+        out, todo = [], list(start)
+        while todo:
+            n = todo.pop(0)
+            if n in out or n not in self.params:
+                continue
+            out.append(n)
+            todo.extend(self.params[n].depends)
+        return out
+
+    def used(self, rules) -> tuple[list[str], list[str]]:
+        metrics, scores = [], []
+        for r in rules:
+            for n in r.evidence_names:
+                sym = self.symbols[n]
+                if sym.kind == "metric" and n not in metrics:
+                    metrics.append(n)
+                elif sym.kind == "score":
+                    s = self.score_owner[n]
+                    if s not in scores:
+                        scores.append(s)
+        for s in scores:
+            for inp in self.scores[s].inputs:
+                if inp in METRICS and inp not in metrics:
+                    metrics.append(inp)
+        return metrics, scores
+
