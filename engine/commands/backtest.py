@@ -49,15 +49,15 @@ def backtest(
         console.print(to_markdown(table), soft_wrap=True)
         return
     t = Table(title=f"Backtest on {folder}")
-    for col in ("pack", "events", "detected", "sensitivity", "median lead", "episodes",
-                "alerts/100 pd", "outside episodes"):
+    for col in ("pack", "events", "early", "sens.", "lead", "≤ +24 h", "episodes",
+                "per 100 pd", "unmatched"):
         t.add_column(col, justify="left" if col == "pack" else "right")
     for r in table.iter_rows(named=True):
         def f(v, fmt):
             return "–" if v is None else fmt.format(v)
         t.add_row(r["pack"], str(r["events"]), str(r["detected"]),
                   f(r["sensitivity"], "{:.0%}"), f(r["median_lead_h"], "{:.1f} h"),
-                  str(r["episodes"]), f(r["alerts_per_100_pd"], "{:.2f}"),
+                  str(r["detected_24h"]), str(r["episodes"]), f(r["alerts_per_100_pd"], "{:.2f}"),
                   f(r["unmatched_share"], "{:.0%}"))
     console.print(t)
 
