@@ -1,4 +1,10 @@
-"""veille: clinical alert and risk-scoring engine for home telemonitoring."""
+"""veille: clinical alert and risk-scoring engine for home telemonitoring.
+
+>>> import engine
+>>> eng = engine.Engine.from_paths()        # the bundled rule packs
+>>> sorted(p.name for p in eng.ruleset.packs)[:3]
+['copd', 'covid_home', 'device_silence']
+"""
 from __future__ import annotations
 
 import os as _os
@@ -13,3 +19,16 @@ _os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir())
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+__all__ = ["Engine", "Result", "VeilleError", "__version__"]
+
+
+def __getattr__(name: str):
+    # the façade is imported on first use, so `import engine` stays cheap for tools that only
+    # need one stage (a notebook reading detectors, the CLI's --help)
+    if name in ("Engine", "Result"):
+        from . import pipeline
+        return getattr(pipeline, name)
+    if name == "VeilleError":
+        from .errors import VeilleError
+        return VeilleError
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
