@@ -68,14 +68,18 @@ def format_value(value, unit: str) -> str:
         return value
     v = float(value)
     if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
-        us = int(round(v * _TIME_UNITS_US[unit] / 6e7)) * 60_000_000   # to the minute
-        return format_duration(us)
+        us = v * _TIME_UNITS_US[unit]
+        if us < 60_000_000:  # under a minute (a chair-rise test): seconds, to 0.1 s
+            return f"{us / 1e6:.1f}".rstrip("0").rstrip(".") + " s"
+        return format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
     if not math.isfinite(v):
         text = str(v)
     elif v == int(v) and abs(v) < 1e15:
         text = str(int(v))
     else:
-        text = f"{v:.2f}".rstrip("0").rstrip(".")
+        # three decimals: a value just under a threshold (69.995 %) must not print as the
+        # threshold itself
+        text = f"{v:.3f}".rstrip("0").rstrip(".")
         if text in ("0", "-0"):
             text = f"{v:.3g}"
     return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}" if unit else text
