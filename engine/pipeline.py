@@ -78,25 +78,18 @@ class Engine:
         an export to the contract (see :func:`engine.ingest.ingest`); ``programme`` enrols
         every patient without a patients table in one programme (e.g. a CGM export: diabetes).
         """
-        timings: dict[str, float] = {}
-        step = progress or (lambda _stage: None)
+        if progress:
+            progress("ingest")
+        inputs = load_inputs(telemetry, patients, tz=tz, now=now, columns=columns,
+                             metric=metric, unit=unit, programme=programme)
+        return self.score_inputs(inputs, as_of=as_of, progress=progress)
 
-        t = time.perf_counter()
-        step("ingest")
-        ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
-                                   unit=unit)
-        pats = None
-        if patients is not None:
-            if programme is not None:
-                raise InputError("give either a patients table or a programme for every "
-                                 "patient, not both.")
-            pats = (check_patients(patients) if isinstance(patients, pl.DataFrame)
-                    else load_patients(patients))
-        elif programme is not None:
-            pats = check_patients(pl.DataFrame({
-                "patient_id": ing.clean["patient_id"].unique().sort(),
-                "programme": programme}), name="--programme")
-        timings["ingest"] = time.perf_counter() - t
+    def score_inputs(self, inputs: "Inputs", *, as_of: dt.datetime | None = None,
+                     progress: Callable[[str], None] | None = None) -> Result:
+        """The stages after ingest, on inputs from :func:`load_inputs`."""
+        timings = {"ingest": inputs.seconds}
+        step = progress or (lambda _stage: None)
+        ing, pats = inputs.ingest, inputs.patients
 
         t = time.perf_counter()
         step("rules")
@@ -111,3 +104,38 @@ class Engine:
         timings["queue"] = time.perf_counter() - t
         return Result(clean=ing.clean, quarantine=ing.quarantine, report=ing.report,
                       patients=pats, episodes=episodes, queue=q, timings=timings)
+
+
+@dataclass
+class Inputs:
+    """Checked telemetry and patients, ready for :meth:`Engine.score_inputs`."""
+
+    ingest: IngestResult
+    patients: pl.DataFrame | None
+    seconds: float
+
+
+def load_inputs(telemetry, patients=None, *, tz: str | None = None,
+                now: dt.datetime | None = None, columns: dict[str, str] | None = None,
+                metric: str | None = None, unit: str | None = None,
+                programme: str | None = None) -> Inputs:
+    """Ingest telemetry and check the patients table (see :meth:`Engine.score`).
+
+    Independent of the rules, so a caller can run it while the rule packs load (the command
+    line does: reading a large export overlaps the packs' parsing and the kernels' loading).
+    """
+    t = time.perf_counter()
+    ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
+                               unit=unit)
+    pats = None
+    if patients is not None:
+        if programme is not None:
+            raise InputError("give either a patients table or a programme for every "
+                             "patient, not both.")
+        pats = (check_patients(patients) if isinstance(patients, pl.DataFrame)
+                else load_patients(patients))
+    elif programme is not None:
+        pats = check_patients(pl.DataFrame({
+            "patient_id": ing.clean["patient_id"].unique().sort(),
+            "programme": programme}), name="--programme")
+    return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t)

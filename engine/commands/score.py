@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,7 +57,7 @@ def score(
     top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
-    from ..pipeline import Engine
+    from ..pipeline import Engine, load_inputs
 
     started = time.perf_counter()
     output_format(out)  # fail on a bad extension before any work
@@ -66,14 +67,22 @@ def score(
         telemetry, sample_patients = sample_cohort()
         patients = patients or sample_patients
         console.print(f"scoring the bundled sample cohort [dim]({telemetry})[/]")
-    _notice_compilation()
-    engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-        result = engine.score(str(telemetry), str(patients) if patients else None, tz=tz,
-                              as_of=as_of_dt, columns=renames, metric=metric,
-                              unit=unit, programme=programme, progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+        task = bar.add_task(STAGES["ingest"], total=None)
+        # reading the telemetry (polars, off the GIL) overlaps loading the packs and kernels
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(
+                load_inputs, str(telemetry), str(patients) if patients else None, tz=tz,
+                columns=renames, metric=metric, unit=unit, programme=programme)
+            try:
+                _notice_compilation()
+                engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
+            finally:
+                inputs = pending.result()  # an input error wins: it is the first to fix
+        result = engine.score_inputs(
+            inputs, as_of=as_of_dt,
+            progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
     q_path = quarantine_path(out)
     write_frame(result.quarantine, q_path, table="quarantine")
     write_frame(result.queue, out, table="alerts")
