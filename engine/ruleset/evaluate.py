@@ -38,6 +38,9 @@ from .compiled import CompiledPack
 from .evidence import default_reason, evidence_json, parse_template, render_reason
 from .symbols import PATIENT_FIELDS
 
+#: decimals detector outputs are rounded to before rules compare them (float noise)
+DETECTOR_DECIMALS = 9
+
 HOLDS, FALSE, UNKNOWN, SKIP = 1, 0, -1, 2
 EPISODE_COLUMNS = {
     "patient_id": pl.String, "rule_id": pl.String, "pack": pl.String, "severity": pl.String,
@@ -231,6 +234,10 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     if specs and tel.height:
         metrics = {s["metric"] for s in specs.values()}
         det = _detectors.evaluate(tel.filter(pl.col("metric").is_in(sorted(metrics))), specs)
+        # Differences of readings carry binary float noise (82.1 - 80.1 = 2.000000000000014):
+        # without rounding, "gain > 2 kg" would fire on a gain of exactly 2 kg. Nine decimals
+        # are far below any device's resolution and far above the noise.
+        det = det.with_columns(pl.col(c).round(DETECTOR_DECIMALS) for c in specs)
     out = []
     for pack in packs:
         rules = [r for r in pack.rules if r.enabled]
