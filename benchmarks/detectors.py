@@ -31,9 +31,11 @@ memory (Linux ``VmHWM``, reset after loading the input) belongs to that tool alo
 outputs are cross-checked by their column sums and null counts.
 
 Columns of the printed table: ``wall s`` the best computation time (peers: best of ``--repeat``,
-1 by default at 5e6 rows and more; veille: best of at least 3 in one process, its first call —
-which loads the compiled kernels from numba's on-disk cache — and its compilation into an empty
-cache are reported apart); ``rows/s`` rows over that time; ``in`` the resident memory the tool's loaded input columns take
+1 by default at 5e6 rows and more; veille: best of at least 3 in one process; its compilation into
+an empty cache, its loading of the compiled kernels from that cache, and its first call are
+reported apart — the first call writes its outputs into fresh memory, whose page faults later
+calls avoid because veille reuses the memory of a released output, as polars' allocator does,
+see ``engine/detectors/arena.py``); ``rows/s`` rows over that time; ``in`` the resident memory the tool's loaded input columns take
 (RSS growth from loading them, freed memory handed back first); ``peak+`` the peak resident memory
 above what the process held once its input was loaded (so it counts the result columns and every
 temporary; Linux ``VmHWM`` reset through ``/proc/self/clear_refs``); ``peak+/in`` their ratio;

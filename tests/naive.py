@@ -66,6 +66,10 @@ def rolling_max(ts, x, offsets, window):
     return _each_row(ts, x, offsets, window, lambda t, v, i: max(v) if v else np.nan)
 
 
+def rolling_min_max(ts, x, offsets, window):
+    return np.vstack([rolling_min(ts, x, offsets, window), rolling_max(ts, x, offsets, window)])
+
+
 def rolling_median(ts, x, offsets, window):
     return _each_row(ts, x, offsets, window,
                      lambda t, v, i: float(np.median(v)) if v else np.nan)

@@ -15,7 +15,8 @@ from tests.strategies import MINUTE_US, T0_US, multi_series, windows
 H = 60 * MINUTE_US
 D = 24 * H
 WINDOWED = ["rolling_sum", "rolling_mean", "rolling_count", "rolling_std", "rolling_min",
-            "rolling_max", "rolling_median", "delta", "pct_change", "slope", "rolling_mean_std"]
+            "rolling_max", "rolling_median", "delta", "pct_change", "slope", "rolling_mean_std",
+            "rolling_min_max"]
 PROPERTY = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -83,7 +84,8 @@ def test_one_call_equals_one_call_per_series(data, window):
     doubled = (frozen(np.concatenate([ts, ts]), np.int64),
                frozen(np.concatenate([x, x]), np.float64),
                frozen(np.asarray([0, len(ts), 2 * len(ts)]), np.int64))
-    for name in ("rolling_std", "rolling_max", "rolling_median", "slope"):
+    for name in ("rolling_std", "rolling_max", "rolling_median", "slope", "rolling_mean",
+                 "rolling_min"):
         one = getattr(kw, name)(*arrays(ts, x), window)
         np.testing.assert_array_equal(getattr(kw, name)(*doubled, window),
                                       np.concatenate([one, one]))
@@ -114,6 +116,19 @@ def test_ties_count_rows_before_but_not_after():
     assert np.isnan(s).all()
 
 
+def test_min_max_keep_infinite_readings_and_give_null_on_windows_without_one():
+    ts, x, off = arrays([0, H, 2 * H, 5 * H, 6 * H], [np.inf, np.nan, -np.inf, np.nan, 3.0])
+    np.testing.assert_array_equal(kw.rolling_min(ts, x, off, H),
+                                  [np.inf, np.inf, -np.inf, np.nan, 3.0])
+    np.testing.assert_array_equal(kw.rolling_max(ts, x, off, H),
+                                  [np.inf, np.inf, -np.inf, np.nan, 3.0])
+    # a window sliding over many rows: the two-stack rebuilds its suffixes many times
+    rng = np.random.default_rng(3)
+    t, v, o = arrays(np.cumsum(rng.integers(0, 4, 400)) * MINUTE_US, rng.standard_normal(400))
+    np.testing.assert_array_equal(kw.rolling_min_max(t, v, o, 7 * MINUTE_US),
+                                  naive.rolling_min_max(t, v, o, 7 * MINUTE_US))
+
+
 def test_single_points_and_empty_series():
     ts, x, off = arrays([0, 5 * H], [7.0, 3.0], sizes=[1, 0, 1, 0])
     np.testing.assert_array_equal(kw.rolling_mean(ts, x, off, D), [7.0, 3.0])
@@ -122,8 +137,9 @@ def test_single_points_and_empty_series():
     assert np.isnan(kw.slope(ts, x, off, D)).all()
     assert np.isnan(kw.since_last(ts, x, off)).all()
     empty = arrays([], [], sizes=[0, 0])
-    for name in WINDOWED[:-1]:
-        assert getattr(kw, name)(*empty, H).shape == (0,)
+    for name in WINDOWED:
+        pair = name in ("rolling_mean_std", "rolling_min_max")    # (2, n) outputs
+        assert getattr(kw, name)(*empty, H).shape == ((2, 0) if pair else (0,))
 
 
 def test_nulls_never_enter_a_window():
@@ -163,7 +179,8 @@ def test_magnitudes_1e6_then_1e_3_keep_full_precision():
     small = 1e-3 * (1 + 1e-2 * rng.standard_normal(500))
     x = np.concatenate([big, small, big[:50], small[:200]])
     ts, x, off = arrays(np.arange(len(x)) * MINUTE_US, x)
-    for name in ("rolling_std", "rolling_mean", "rolling_sum", "slope", "rolling_median"):
+    for name in ("rolling_std", "rolling_mean", "rolling_sum", "slope", "rolling_median",
+                 "rolling_min", "rolling_max"):
         got, ref = getattr(kw, name)(ts, x, off, 60 * MINUTE_US), \
             getattr(naive, name)(ts, x, off, 60 * MINUTE_US)
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=0, equal_nan=True, err_msg=name)

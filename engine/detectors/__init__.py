@@ -4,10 +4,10 @@ A detector is named in a spec, as a rule file writes it::
 
     weight_gain_3d: {metric: weight, fn: delta, window: 3d}
 
-and :func:`evaluate` runs a set of specs over clean telemetry, one kernel call per spec for all
-patients, returning one column per spec aligned to the telemetry rows. :data:`REGISTRY` lists the
-detectors (window statistics in :mod:`.window`, stateful and threshold detectors in
-:mod:`.stateful`), each with its parameters and documentation.
+and :func:`evaluate` runs a set of specs over clean telemetry in one fused kernel pass over all
+series of all patients (:mod:`.fused`), returning one column per spec aligned to the telemetry
+rows. :data:`REGISTRY` lists the detectors (window statistics in :mod:`.window`, stateful and
+threshold detectors in :mod:`.stateful`), each with its parameters and documentation.
 
 >>> from engine.detectors import REGISTRY
 >>> REGISTRY["delta"].output

@@ -1,4 +1,4 @@
-"""Evaluate detector specs over telemetry: polars in, one kernel call per spec, polars out.
+"""Evaluate detector specs over telemetry: polars in, one fused kernel pass, polars out.
 
 The wrapper does everything the kernels must not: it checks the frame, finds the series (one per
 ``(patient_id, metric)``, contiguous because clean telemetry is sorted by
@@ -6,9 +6,13 @@ The wrapper does everything the kernels must not: it checks the frame, finds the
 → NaN) to the kernels with the series offsets — all patients in one call, no Python loop over
 patients — and turns NaN outputs back into nulls.
 
+Every spec whose detector has a fused opcode (all registered detectors) runs in ONE call of
+:func:`engine.detectors.kernels_fused.fused` over all series of all metrics (:mod:`.fused`); a
+detector registered with a kernel the fused pass does not know runs its own kernel, one call per
+spec over the series of its metric.
+
 Arrays handed to kernels are always C-contiguous and read-only, whether polars gave a zero-copy
-view or a copy: numba compiles (and caches) one specialisation per array type, so keeping a single
-type means :func:`engine.detectors.warmup` compiles exactly what evaluation will run.
+view or a copy (:func:`~engine.detectors.registry.frozen`).
 """
 from __future__ import annotations
 
@@ -21,21 +25,14 @@ import polars as pl
 from ..errors import InputError, SpecError
 from ..durations import parse_duration
 from ..schema import METRICS
+from . import fused
 from . import kernels_window as kw
+from .registry import frozen
 from .spec import ResolvedSpec, resolve_specs
 
 #: columns of the telemetry frame that evaluation reads, in the order of its output
 COLUMNS = ("patient_id", "metric", "ts", "value")
 _US_PER_MINUTE = 60_000_000.0
-
-
-def frozen(a, dtype) -> np.ndarray:
-    """``a`` as a C-contiguous, read-only array of ``dtype`` (a view when it already is one)."""
-    a = np.ascontiguousarray(a, dtype=dtype)
-    if a.flags.writeable:
-        a = a.view()
-        a.flags.writeable = False
-    return a
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,13 @@ def _check_columns(df: object, what: str, columns) -> pl.DataFrame:
     return df
 
 
-def series_view(telemetry: pl.DataFrame, metrics=None) -> SeriesView:
+def series_view(telemetry: pl.DataFrame, metrics=None, check_sorted: bool = True) -> SeriesView:
     """Check ``telemetry`` and build the kernels' view of the rows of ``metrics`` (all if None).
+
+    ``check_sorted=False`` leaves out the check that times never go back within a series, for a
+    caller that checks it itself (the fused pass does, on the rows it reads anyway, and reports
+    with :func:`raise_unsorted`). The check is still made here when rows of other metrics are
+    dropped, so that a reported row number is always a row of ``telemetry``.
 
     Raises
     ------
@@ -114,9 +116,15 @@ def series_view(telemetry: pl.DataFrame, metrics=None) -> SeriesView:
     frame = _check_columns(telemetry, "telemetry", COLUMNS)
     n = frame.height
     pid, met = pl.col("patient_id"), pl.col("metric")
-    starts = (frame.lazy()
-              .select(((pid != pid.shift(1)) | (met != met.shift(1))).fill_null(True).arg_true())
-              .collect().to_series().to_numpy().astype(np.int64)) if n else np.zeros(0, np.int64)
+    if n:
+        # rows where the patient or the metric changes: the two comparisons are two
+        # expressions of one select, so polars runs them in parallel
+        cuts = frame.select(pid.ne(pid.shift(1)).arg_true().implode().alias("p"),
+                            met.ne(met.shift(1)).arg_true().implode().alias("m"))
+        starts = np.union1d(cuts["p"][0].to_numpy(), cuts["m"][0].to_numpy())
+        starts = np.concatenate([[0], starts]).astype(np.int64)
+    else:
+        starts = np.zeros(0, np.int64)
     offsets = np.append(starts, n).astype(np.int64)
     keys = frame.select(pl.col("patient_id", "metric").gather(starts))
     if keys.n_unique() != keys.height:
@@ -129,22 +137,27 @@ def series_view(telemetry: pl.DataFrame, metrics=None) -> SeriesView:
         raise InputError("telemetry must be sorted by (patient_id, metric, ts): the rows of "
                          "some patient are not contiguous.")
     ts = frozen(frame["ts"].to_physical().to_numpy(), np.int64)
-    bad = kw.first_unsorted(ts, frozen(offsets, np.int64))
+    metric_of = keys["metric"].to_numpy()
+    keep = None if metrics is None else \
+        np.isin(metric_of, np.asarray(sorted(metrics), dtype=object))
+    if check_sorted or (keep is not None and not keep.all()):
+        raise_unsorted(frame, kw.first_unsorted(ts, frozen(offsets, np.int64)))
+    if keep is not None and not keep.all():
+        lengths = np.diff(offsets)
+        frame = frame.filter(pl.Series(np.repeat(keep, lengths)))
+        offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+        patients, metric_of = patients[keep], metric_of[keep]
+        ts = frozen(frame["ts"].to_physical().to_numpy(), np.int64)
+    x = frozen(frame["value"].to_numpy(), np.float64)
+    return SeriesView(frame, ts, x, frozen(offsets, np.int64), patients, metric_of)
+
+
+def raise_unsorted(frame: pl.DataFrame, bad: int) -> None:
+    """Raise the InputError for row ``bad`` of ``frame`` going back in time; nothing if -1."""
     if bad >= 0:
         p, m, t = (frame[c][int(bad)] for c in ("patient_id", "metric", "ts"))
         raise InputError("telemetry must be sorted by (patient_id, metric, ts): patient "
                          f"{p!r}, metric {m!r} goes back in time at {t} (row {bad}).", row=int(bad))
-    metric_of = keys["metric"].to_numpy()
-    if metrics is not None:
-        keep = np.isin(metric_of, np.asarray(sorted(metrics), dtype=object))
-        if not keep.all():
-            lengths = np.diff(offsets)
-            frame = frame.filter(pl.Series(np.repeat(keep, lengths)))
-            offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-            patients, metric_of = patients[keep], metric_of[keep]
-            ts = frozen(frame["ts"].to_physical().to_numpy(), np.int64)
-    x = frozen(frame["value"].to_numpy(), np.float64)
-    return SeriesView(frame, ts, x, frozen(offsets, np.int64), patients, metric_of)
 
 
 def _subset(view: SeriesView, metric: str | None):
@@ -159,21 +172,9 @@ def _subset(view: SeriesView, metric: str | None):
             frozen(offsets, np.int64), rows)
 
 
-def _run_group(ts, x, offsets, specs: list[ResolvedSpec]) -> dict[str, np.ndarray]:
-    """Run the specs of one metric; a mean and a std of the same window share one pass."""
-    means = {s.params["window"] for s in specs if s.detector.kernel is kw.rolling_mean}
-    stds = {s.params["window"] for s in specs if s.detector.kernel is kw.rolling_std}
-    fused = {w: kw.rolling_mean_std(ts, x, offsets, w) for w in sorted(means & stds)}
-    out = {}
-    for s in specs:
-        w = s.params.get("window")
-        if w in fused and s.detector.kernel is kw.rolling_mean:
-            out[s.name] = fused[w][0]
-        elif w in fused and s.detector.kernel is kw.rolling_std:
-            out[s.name] = fused[w][1]
-        else:
-            out[s.name] = s.detector.kernel(ts, x, offsets, *s.kernel_args)
-    return out
+def _run_alone(ts, x, offsets, specs: list[ResolvedSpec]) -> dict[str, np.ndarray]:
+    """Run specs the fused pass does not know, one kernel call per spec."""
+    return {s.name: s.detector.kernel(ts, x, offsets, *s.kernel_args) for s in specs}
 
 
 def _evaluate(telemetry: pl.DataFrame, resolved: dict[str, ResolvedSpec]) -> pl.DataFrame:
@@ -182,15 +183,20 @@ def _evaluate(telemetry: pl.DataFrame, resolved: dict[str, ResolvedSpec]) -> pl.
             raise SpecError(f"Spec name {name!r} clashes with the telemetry column of that name; "
                             "rename the spec.")
     every = any(s.metric is None for s in resolved.values())
-    view = series_view(telemetry, None if every else {s.metric for s in resolved.values()})
-    n = view.frame.height
-    groups: dict[str | None, list[ResolvedSpec]] = defaultdict(list)
+    alone: dict[str | None, list[ResolvedSpec]] = defaultdict(list)
     for s in resolved.values():
-        groups[s.metric].append(s)
-    columns = {}
-    for metric, specs in groups.items():
+        if not fused.fusable(s):
+            alone[s.metric].append(s)
+    # the fused pass checks that times never go back as it reads each series; a kernel run on
+    # its own needs the check first
+    view = series_view(telemetry, None if every else {s.metric for s in resolved.values()},
+                       check_sorted=bool(alone))
+    n = view.frame.height
+    columns, bad = fused.run(view, [s for s in resolved.values() if fused.fusable(s)])
+    raise_unsorted(view.frame, bad)
+    for metric, specs in alone.items():
         ts, x, offsets, rows = _subset(view, metric)
-        for name, out in _run_group(ts, x, offsets, specs).items():
+        for name, out in _run_alone(ts, x, offsets, specs).items():
             if rows is not None:
                 full = np.full(n, np.nan)
                 full[rows] = out

@@ -65,7 +65,8 @@ def ewma(ts, x, offsets, halflife):
     """Time-aware exponentially weighted moving average (``halflife`` in µs)."""
     out = np.zeros(len(x))
     for k in prange(len(offsets) - 1):
-        _ewma_into(ts, x, out, offsets[k], offsets[k + 1], halflife, 1.0)
+        a, b = offsets[k], offsets[k + 1]
+        _ewma_into(ts[a:b], x[a:b], out[a:b], 0, b - a, halflife, 1.0)
     return out
 
 
@@ -74,8 +75,9 @@ def macd(ts, x, offsets, fast, slow):
     """EWMA with half-life ``fast`` minus EWMA with half-life ``slow`` (both µs)."""
     out = np.zeros(len(x))
     for k in prange(len(offsets) - 1):
-        _ewma_into(ts, x, out, offsets[k], offsets[k + 1], fast, 1.0)
-        _ewma_into(ts, x, out, offsets[k], offsets[k + 1], slow, -1.0)
+        a, b = offsets[k], offsets[k + 1]
+        _ewma_into(ts[a:b], x[a:b], out[a:b], 0, b - a, fast, 1.0)
+        _ewma_into(ts[a:b], x[a:b], out[a:b], 0, b - a, slow, -1.0)
     return out
 
 
@@ -112,7 +114,8 @@ def cusum(ts, x, offsets, baseline, k, sign):
     """One-sided Page CUSUM against a frozen baseline mean; ``sign`` +1 upward, −1 downward."""
     out = np.full(len(x), _NAN)
     for s in prange(len(offsets) - 1):
-        _cusum_series(ts, x, out, offsets[s], offsets[s + 1], baseline, k, sign)
+        a, b = offsets[s], offsets[s + 1]
+        _cusum_series(ts[a:b], x[a:b], out[a:b], 0, b - a, baseline, k, sign)
     return out
 
 
@@ -137,6 +140,7 @@ def _zscore_series(ts, x, out, a, b, window, lag, min_count):
     # a large value that has left the window from leaving its rounding behind. When the ``ref``
     # row leaves, the sums are rebuilt from the rows still inside with the newest one as ``ref``:
     # that row stays until every row now inside has left, so each row is rebuilt O(1) times.
+    fin = np.empty((4, b - a))  # per row: sum of d, sum of d², count, x - ref (see the end)
     lo = a
     hi = a
     cnt = 0
@@ -193,13 +197,21 @@ def _zscore_series(ts, x, out, a, b, window, lag, min_count):
                     if v != ref:
                         ndiff += 1
         v = x[i]
+        j = i - a
         if v != v or cnt < min_count or cnt < 2 or ndiff == 0:
+            fin[2, j] = _NAN            # no z-score at this row
             continue
-        sum1 = s1 + c1
-        mean_d = sum1 / cnt
-        var = ((s2 + c2) - mean_d * sum1) / (cnt - 1)
-        if var > 0.0:
-            out[i] = ((v - ref) - mean_d) / np.sqrt(var)
+        fin[0, j] = s1 + c1
+        fin[1, j] = s2 + c2
+        fin[2, j] = cnt
+        fin[3, j] = v - ref
+    # The divisions and the square root run in a loop of their own, branch-free so that it
+    # vectorises (in the loop above they cost as much as the rest); a NaN count gives NaN.
+    for i in range(a, b):
+        sum1, sum2, cnt_f, dv = fin[0, i - a], fin[1, i - a], fin[2, i - a], fin[3, i - a]
+        mean_d = sum1 / cnt_f
+        var = (sum2 - mean_d * sum1) / (cnt_f - 1.0)
+        out[i] = (dv - mean_d) / np.sqrt(var) if var > 0.0 else _NAN
 
 
 @njit(**JIT_PARALLEL)
@@ -207,7 +219,8 @@ def zscore(ts, x, offsets, window, lag, min_count):
     """z of each reading against the readings in ``[t − lag − window, t − lag]`` (µs)."""
     out = np.full(len(x), _NAN)
     for k in prange(len(offsets) - 1):
-        _zscore_series(ts, x, out, offsets[k], offsets[k + 1], window, lag, min_count)
+        a, b = offsets[k], offsets[k + 1]
+        _zscore_series(ts[a:b], x[a:b], out[a:b], 0, b - a, window, lag, min_count)
     return out
 
 
@@ -244,7 +257,8 @@ def _time_beyond_series(ts, x, out, a, b, threshold, max_gap, sign):
 def time_beyond(ts, x, offsets, threshold, max_gap, sign):
     out = np.full(len(x), _NAN)
     for k in prange(len(offsets) - 1):
-        _time_beyond_series(ts, x, out, offsets[k], offsets[k + 1], threshold, max_gap, sign)
+        a, b = offsets[k], offsets[k + 1]
+        _time_beyond_series(ts[a:b], x[a:b], out[a:b], 0, b - a, threshold, max_gap, sign)
     return out
 
 
@@ -318,8 +332,9 @@ def events_beyond(ts, x, offsets, threshold, min_duration, window, end_duration,
     out = np.zeros(len(x))
     qbuf = np.empty(len(x), dtype=np.int64)
     for k in prange(len(offsets) - 1):
-        _events_series(ts, x, out, qbuf, offsets[k], offsets[k + 1], threshold, min_duration,
-                       window, end_duration, end_margin, max_gap, sign)
+        a, b = offsets[k], offsets[k + 1]
+        _events_series(ts[a:b], x[a:b], out[a:b], qbuf[a:b], 0, b - a, threshold,
+                       min_duration, window, end_duration, end_margin, max_gap, sign)
     return out
 
 
@@ -402,7 +417,8 @@ def time_in_range(ts, x, offsets, low, high, window, max_gap):
     out = np.full(len(x), _NAN)
     held = np.zeros(len(x), dtype=np.int64)
     for k in prange(len(offsets) - 1):
-        _held_time_series(ts, x, out, held, offsets[k], offsets[k + 1], low, high, window,
+        a, b = offsets[k], offsets[k + 1]
+        _held_time_series(ts[a:b], x[a:b], out[a:b], held[a:b], 0, b - a, low, high, window,
                           max_gap, False)
     return out
 
@@ -413,6 +429,7 @@ def coverage(ts, x, offsets, window, max_gap):
     out = np.full(len(x), _NAN)
     held = np.zeros(len(x), dtype=np.int64)
     for k in prange(len(offsets) - 1):
-        _held_time_series(ts, x, out, held, offsets[k], offsets[k + 1], -np.inf, np.inf, window,
-                          max_gap, True)
+        a, b = offsets[k], offsets[k + 1]
+        _held_time_series(ts[a:b], x[a:b], out[a:b], held[a:b], 0, b - a, -np.inf, np.inf,
+                          window, max_gap, True)
     return out

@@ -14,10 +14,17 @@ two-pointer sweep, O(n) per series (O(n·w) worst case for the median buffer shi
 memmoves). Null readings never enter a window; a null row still gets the statistic of the non-null
 rows in its window unless the detector needs the row's own value (delta, pct_change).
 
-Running sums use Neumaier-compensated accumulators so that removing a large value leaves no
-residue, and the variance and slope use sums shifted by a value inside the window, re-centred
-(by an exact O(w) recomputation) whenever the shift drifts far from the window mean: this keeps
-the relative error near machine precision even for windows mixing 1e-3 and 1e6.
+Each kernel calls a per-series function ``_<name>_series(ts, x, a, b, ...)`` on the series'
+slices with ``a`` the literal 0 (the fused pass of :mod:`.kernels_fused` makes the very same calls,
+so its outputs are bit for bit those of the kernels). Why slices and a literal 0: numba compiles a
+specialisation for the literal, so LLVM knows every index is >= 0; it then drops numba's
+negative-index wrap-around from each access (two cycles on every dependent load of a window
+pointer) and vectorises the loops that only do arithmetic.
+
+Running sums are compensated (Neumaier's scheme, with a branch-free TwoSum) so that removing a
+large value leaves no residue, and the variance and slope use sums shifted by a value inside the
+window, re-centred (by an exact O(w) recomputation) whenever the shift drifts far from the window
+mean: this keeps the relative error near machine precision even for windows mixing 1e-3 and 1e6.
 """
 from __future__ import annotations
 
@@ -38,14 +45,43 @@ MIN, MAX = 0, 1
 
 
 @njit(**JIT)
+def _two_sum(a, b):
+    """Knuth's TwoSum: ``(s, e)`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly."""
+    s = a + b
+    bp = s - a
+    return s, (a - (s - bp)) + (b - bp)
+
+
+@njit(**JIT)
 def _add(s, c, v):
-    """Neumaier step: returns the new (sum, compensation) after adding ``v``."""
-    t = s + v
-    if abs(s) >= abs(v):
-        c += (s - t) + v
-    else:
-        c += (v - t) + s
-    return t, c
+    """Compensated step: returns the new (sum, compensation) after adding ``v``.
+
+    ``c`` accumulates the exact rounding error of each ``s + v``, as in Neumaier's algorithm,
+    but the error is found with the branch-free TwoSum rather than by branching on
+    ``|s| >= |v|``: both give the same exact error (so the same bits), and a branch that depends
+    on the data is mispredicted about half the time on shifted sums that wander around zero.
+    """
+    t, e = _two_sum(s, v)
+    return t, c + e
+
+
+@njit(**JIT)
+def _advance(ts, lo, i, start):
+    """The first row ``>= lo`` of the series with ``ts >= start`` (``lo <= i``, ``ts[i] >= start``).
+
+    Four candidates are compared at once, without a data-dependent branch, before a loop for
+    the rare rest: on irregular sampling 0, 1, 2, ... rows leave a window per new row with
+    probabilities close to 1/2, 1/4, 1/8, ..., so the exit of a plain ``while ts[lo] < start``
+    loop is mispredicted about once a row. Reads are capped at row ``i`` (``ts[i] >= start``, the
+    window length being >= 0), so they never leave the series.
+    """
+    k = ((ts[lo] < start) + (ts[min(lo + 1, i)] < start) + (ts[min(lo + 2, i)] < start)
+         + (ts[min(lo + 3, i)] < start))
+    lo += k
+    if k == 4:
+        while ts[lo] < start:
+            lo += 1
+    return lo
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +119,8 @@ def _sum_series(ts, x, a, b, window, what, out):
 def _rolling_sums(ts, x, offsets, window, what):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _sum_series(ts, x, offsets[k], offsets[k + 1], window, what, out)
+        a, b = offsets[k], offsets[k + 1]
+        _sum_series(ts[a:b], x[a:b], 0, b - a, window, what, out[a:b])
     return out
 
 
@@ -130,6 +167,7 @@ def _closest_to_mean(x, lo, hi, n):
 
 @njit(**JIT)
 def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
+    cnt = np.empty(b - a)            # readings in each row's window
     lo, n = a, 0
     k = 0.0                          # the shift: a value of the window
     s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0  # compensated sums of (x - k) and (x - k)^2
@@ -144,7 +182,8 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
                     s0, c0, s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
                 else:
                     d = v - k
-                    s0, c0 = _add(s0, c0, -v)
+                    if want_mean:
+                        s0, c0 = _add(s0, c0, -v)
                     s1, c1 = _add(s1, c1, -d)
                     s2, c2 = _add(s2, c2, -d * d)
             lo += 1
@@ -154,17 +193,19 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
                 k = v
             n += 1
             d = v - k
-            s0, c0 = _add(s0, c0, v)
+            if want_mean:
+                s0, c0 = _add(s0, c0, v)
             s1, c1 = _add(s1, c1, d)
             s2, c2 = _add(s2, c2, d * d)
+        cnt[i - a] = n
         if want_mean:
-            out_mean[i] = (s0 + c0) / n if n > 0 else np.nan
+            out_mean[i] = s0 + c0        # exactly 0.0 when n == 0 (the sums restart at 0)
         if n < 2:
-            out_std[i] = np.nan
+            out_std[i] = 0.0
             continue
         S1 = s1 + c1
-        m2 = (s2 + c2) - S1 * S1 / n
-        if S1 * S1 / n > RECENTRE * m2:
+        m2n = (s2 + c2) * n - S1 * S1    # n times the sum of squared deviations from the mean
+        if S1 * S1 > RECENTRE * m2n:
             # the shift is far from the mean: cancellation would eat the digits, so re-centre
             # on a window value near the mean and recompute the sums exactly over the window
             k = _closest_to_mean(x, lo, i + 1, n)
@@ -175,15 +216,25 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
                     s1, c1 = _add(s1, c1, d)
                     s2, c2 = _add(s2, c2, d * d)
             S1 = s1 + c1
-            m2 = (s2 + c2) - S1 * S1 / n
-        out_std[i] = np.sqrt(m2 / (n - 1)) if m2 > 0.0 else 0.0
+            m2n = (s2 + c2) * n - S1 * S1
+        out_std[i] = m2n
+    # The divisions and square roots run in a loop of their own, branch-free so that it
+    # vectorises: in the loop above they cost more than the rest of the update. With fewer
+    # than two readings n (n - 1) is 0 and the std is 0 / 0 = NaN; so is the mean of none.
+    for i in range(a, b):
+        q = cnt[i - a]
+        if want_mean:
+            out_mean[i] = out_mean[i] / q
+        m2n = out_std[i]
+        out_std[i] = np.sqrt((m2n if m2n > 0.0 else 0.0) / (q * (q - 1.0)))
 
 
 @njit(**JIT_PARALLEL)
 def rolling_std(ts, x, offsets, window):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _std_series(ts, x, offsets[k], offsets[k + 1], window, out, out, False)
+        a, b = offsets[k], offsets[k + 1]
+        _std_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b], out[a:b], False)
     return out
 
 
@@ -193,43 +244,67 @@ def rolling_mean_std(ts, x, offsets, window):
     out = np.empty((2, x.size))
     mean, std = out[0], out[1]
     for k in prange(offsets.size - 1):
-        _std_series(ts, x, offsets[k], offsets[k + 1], window, mean, std, True)
+        a, b = offsets[k], offsets[k + 1]
+        _std_series(ts[a:b], x[a:b], 0, b - a, window, mean[a:b], std[a:b], True)
     return out
 
 
 # --------------------------------------------------------------------------------------------
-# min, max: monotonic deque of row indices
+# min, max: a queue made of two stacks (suffix extremes in front, running extremes behind)
 # --------------------------------------------------------------------------------------------
-# Scratch buffers are allocated per series (small, recycled by malloc) rather than one n-sized
-# array per call: a fresh 8n-byte array costs n/512 page faults on first touch.
+# Why not the classic monotonic deque: its pops depend on the data and are mispredicted about
+# once a row, which made min and max the slowest detectors. Here the window's rows lo..i are
+# split at ``mid``: rows lo..mid-1 have their suffix extreme precomputed (suf[j] = extreme of
+# rows j..mid-1), rows mid..i are folded into one running extreme. A query is one load and one
+# comparison; when lo passes mid the rows lo..i are folded into fresh suffixes (each row is
+# folded once, so O(1) amortised). Nulls fold as +inf (min) / -inf (max); whether the window
+# holds any reading is told by the last non-null row, so a genuine +-inf reading is kept.
+BOTH = 2
+
+
 @njit(**JIT)
-def _extreme_series(ts, x, a, b, window, which, out):
-    dq = np.empty(b - a, dtype=np.int64)
-    lo, head, tail = a, 0, 0   # dq[head:tail] holds rows whose values decrease (max) / increase
+def _minmax_series(ts, x, a, b, window, omin, omax, want):
+    """Rolling min (``want`` MIN or BOTH) into ``omin`` and max (MAX or BOTH) into ``omax``."""
+    m = b - a
+    sufmin = np.empty(m if want != MAX else 0)
+    sufmax = np.empty(m if want != MIN else 0)
+    lo, mid, last = a, a, a - 1         # last: the latest non-null row so far
+    bmin, bmax = np.inf, -np.inf
     for i in range(a, b):
-        start = ts[i] - window
-        while ts[lo] < start:
-            lo += 1
-        while head < tail and dq[head] < lo:
-            head += 1
+        lo = _advance(ts, lo, i, ts[i] - window)
         v = x[i]
         if v == v:
-            if which == MAX:
-                while tail > head and x[dq[tail - 1]] <= v:
-                    tail -= 1
-            else:
-                while tail > head and x[dq[tail - 1]] >= v:
-                    tail -= 1
-            dq[tail] = i
-            tail += 1
-        out[i] = x[dq[head]] if tail > head else np.nan
+            last = i
+            bmin = min(bmin, v)
+            bmax = max(bmax, v)
+        if lo >= mid:
+            # the front stack is empty: fold rows i..lo into suffix extremes
+            fmin, fmax = np.inf, -np.inf
+            for j in range(i, lo - 1, -1):
+                u = x[j]
+                if want != MAX:
+                    fmin = min(fmin, u if u == u else np.inf)
+                    sufmin[j - a] = fmin
+                if want != MIN:
+                    fmax = max(fmax, u if u == u else -np.inf)
+                    sufmax[j - a] = fmax
+            mid = i + 1
+            bmin, bmax = np.inf, -np.inf
+        empty = last < lo
+        if want != MAX:
+            lmin = min(sufmin[lo - a], bmin)
+            omin[i] = np.nan if empty else lmin
+        if want != MIN:
+            lmax = max(sufmax[lo - a], bmax)
+            omax[i] = np.nan if empty else lmax
 
 
 @njit(**JIT_PARALLEL)
 def _rolling_extreme(ts, x, offsets, window, which):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _extreme_series(ts, x, offsets[k], offsets[k + 1], window, which, out)
+        a, b = offsets[k], offsets[k + 1]
+        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b], out[a:b], which)
     return out
 
 
@@ -243,6 +318,17 @@ def rolling_min(ts, x, offsets, window):
 def rolling_max(ts, x, offsets, window):
     """Largest non-null reading in the window; NaN when it holds none."""
     return _rolling_extreme(ts, x, offsets, window, MAX)
+
+
+@njit(**JIT_PARALLEL)
+def rolling_min_max(ts, x, offsets, window):
+    """Min and max of the same window in one pass: returns a (2, n) array."""
+    out = np.empty((2, x.size))
+    omin, omax = out[0], out[1]
+    for k in prange(offsets.size - 1):
+        a, b = offsets[k], offsets[k + 1]
+        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, omin[a:b], omax[a:b], BOTH)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +367,8 @@ def _median_series(ts, x, a, b, window, out):
 def rolling_median(ts, x, offsets, window):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _median_series(ts, x, offsets[k], offsets[k + 1], window, out)
+        a, b = offsets[k], offsets[k + 1]
+        _median_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b])
     return out
 
 
@@ -312,7 +399,8 @@ def _change_series(ts, x, a, b, window, what, out):
 def _rolling_change(ts, x, offsets, window, what):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _change_series(ts, x, offsets[k], offsets[k + 1], window, what, out)
+        a, b = offsets[k], offsets[k + 1]
+        _change_series(ts[a:b], x[a:b], 0, b - a, window, what, out[a:b])
     return out
 
 
@@ -410,7 +498,8 @@ def _closest_time(ts, x, lo, hi, kt, mean_u):
 def slope(ts, x, offsets, window):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _slope_series(ts, x, offsets[k], offsets[k + 1], window, out)
+        a, b = offsets[k], offsets[k + 1]
+        _slope_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b])
     return out
 
 
@@ -426,16 +515,21 @@ def _gap_series(ts, x, a, b, limit, flag, out):
         elif flag:
             out[i] = 1.0 if ts[i] - last > limit else 0.0
         else:
-            out[i] = (ts[i] - last) / US_PER_MINUTE
+            out[i] = ts[i] - last        # µs; converted to minutes below
         if x[i] == x[i]:
             seen, last = True, ts[i]
+    if not flag:
+        # one division per row, in a loop of its own so that it vectorises
+        for i in range(a, b):
+            out[i] = out[i] / US_PER_MINUTE
 
 
 @njit(**JIT_PARALLEL)
 def _gaps(ts, x, offsets, limit, flag):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
-        _gap_series(ts, x, offsets[k], offsets[k + 1], limit, flag, out)
+        a, b = offsets[k], offsets[k + 1]
+        _gap_series(ts[a:b], x[a:b], 0, b - a, limit, flag, out[a:b])
     return out
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 DURATION, FLOAT, INT = "duration", "float", "int"
 KINDS = (DURATION, FLOAT, INT)
 #: lookback of detectors that read the previous reading however old it is (since_last, silence):
@@ -25,6 +27,20 @@ KINDS = (DURATION, FLOAT, INT)
 ALL_HISTORY = 2**62
 #: units an output can be in (the rule engine and reports read these)
 OUTPUTS = ("value", "value_per_hour", "percent", "minutes", "count", "dimensionless", "flag")
+
+
+def frozen(a, dtype) -> np.ndarray:
+    """``a`` as a C-contiguous, read-only array of ``dtype`` (a view when it already is one).
+
+    Every array a kernel reads is handed over in this form: numba compiles (and caches) one
+    specialisation per array type, so keeping a single type means :func:`engine.detectors.warmup`
+    compiles exactly what evaluation will run.
+    """
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,14 @@ Kernels are compiled by numba on first call and cached on disk (``cache=True``, 
 ``engine/__init__.py`` sets as ``NUMBA_CACHE_DIR``). The first run after an install therefore
 spends seconds compiling; the command line uses :func:`is_cached` to say so before it starts
 and :func:`warmup` to do it with a progress callback.
+
+Evaluation runs every registered detector through ONE fused kernel
+(:func:`engine.detectors.kernels_fused.fused`), which contains them all: warming up means
+compiling that kernel (about 15 s on the 2-core benchmark machine, 1 s to load from the cache),
+the helpers evaluation and :func:`~engine.detectors.silence_at` call, and the own kernel of any
+detector of ``fns`` the fused pass does not know. The one-spec kernels of the fused detectors
+(the registry's contract, which the tests check the fused pass against) compile on their first
+direct call.
 """
 from __future__ import annotations
 
@@ -11,12 +19,12 @@ from typing import Callable
 
 import numpy as np
 
+from . import fused
+from . import kernels_fused as kf
 from . import kernels_window as kw
-from .evaluate import frozen
-from .registry import DURATION, FLOAT, REGISTRY
+from .registry import DURATION, FLOAT, INT, REGISTRY, frozen
+from .spec import resolve_specs
 
-#: kernels the wrapper calls that are not registered detectors
-_HELPERS = ("rolling_mean_std", "first_unsorted", "last_seen")
 _SAMPLE_PARAM = {DURATION: 3_600_000_000, FLOAT: 1.0}
 
 
@@ -27,26 +35,48 @@ def _tiny():
     return ts, x, offsets
 
 
+def _fused_call(ts, x, offsets):
+    """Run the fused pass the way evaluation does (one op per registered detector)."""
+    sample = {DURATION: "1h", FLOAT: 1.0, INT: 1}
+    specs = {f"s_{fn}": {"fn": fn, **{p.name: sample[p.kind] for p in REGISTRY[fn].params
+                                      if p.required}}
+             for fn in sorted(REGISTRY)}
+    resolved = [s for s in resolve_specs(specs, metric_required=False).values()
+                if fused.fusable(s)]
+    fused.run_arrays(ts, x, offsets, np.zeros(offsets.size - 1, dtype=np.int64),
+                     fused.plan(resolved))
+
+
 def _calls(fns):
-    """(label, thunk) for every kernel to compile, with the argument types evaluation uses."""
+    """(label, dispatchers, thunk) for every kernel to compile, with evaluation's argument types."""
     ts, x, offsets = _tiny()
-    calls = []
+    calls = [("fused pass", (kf.fused, kf.merge_shared_bytes),
+              lambda: _fused_call(ts, x, offsets))]
     for fn in fns:
         d = REGISTRY[fn]
-        args = tuple(_SAMPLE_PARAM.get(p.kind, 1) for p in d.params)
-        calls.append((fn, d.kernel, (ts, x, offsets) + args))
-    if set(fns) >= {"mean", "std"}:
-        calls.append(("mean+std", kw.rolling_mean_std, (ts, x, offsets, 3_600_000_000)))
-    calls.append(("sort check", kw.first_unsorted, (ts, offsets)))
+        if d.kernel in fused.OPCODES:
+            continue
+        args = (ts, x, offsets) + tuple(_SAMPLE_PARAM.get(p.kind, 1) for p in d.params)
+        calls.append((fn, (d.kernel,), lambda k=d.kernel, a=args: k(*a)))
+    calls.append(("sort check", (kw.first_unsorted,), lambda: kw.first_unsorted(ts, offsets)))
     groups = frozen(np.array([0, 2], dtype=np.int64), np.int64)
     e = frozen(np.array([0, 10**10], dtype=np.int64), np.int64)
-    calls.append(("silence_at", kw.last_seen,
-                  (ts, x, offsets, groups, e, frozen(np.array([0, -1]), np.int64))))
+    calls.append(("silence_at", (kw.last_seen,),
+                  lambda: kw.last_seen(ts, x, offsets, groups, e,
+                                       frozen(np.array([0, -1]), np.int64))))
     return calls
 
 
 def _dispatchers(fns):
-    return [kernel for _, kernel, _ in _calls(fns)]
+    return [k for _, kernels, _ in _calls(fns) for k in kernels]
+
+
+def _check(fns):
+    fns = sorted(REGISTRY) if fns is None else list(fns)
+    unknown = [f for f in fns if f not in REGISTRY]
+    if unknown:
+        raise KeyError(f"unknown detector(s) {unknown}; registered: {sorted(REGISTRY)}")
+    return fns
 
 
 def warmup(fns=None, progress: Callable[[int, int, str], None] | None = None) -> None:
@@ -55,17 +85,14 @@ def warmup(fns=None, progress: Callable[[int, int, str], None] | None = None) ->
     Parameters
     ----------
     fns : iterable of str, optional
-        Registered detector names; the wrapper's own kernels are always included.
+        Registered detector names; the fused pass and the wrapper's own kernels are always
+        compiled, and the kernel of any of ``fns`` the fused pass does not run.
     progress : callable, optional
         Called as ``progress(done, total, label)`` after each kernel.
     """
-    fns = sorted(REGISTRY) if fns is None else list(fns)
-    unknown = [f for f in fns if f not in REGISTRY]
-    if unknown:
-        raise KeyError(f"unknown detector(s) {unknown}; registered: {sorted(REGISTRY)}")
-    calls = _calls(fns)
-    for i, (label, kernel, args) in enumerate(calls, 1):
-        kernel(*args)
+    calls = _calls(_check(fns))
+    for i, (label, _, thunk) in enumerate(calls, 1):
+        thunk()
         if progress is not None:
             progress(i, len(calls), label)
 
@@ -87,5 +114,4 @@ def is_cached(fns=None) -> bool:
     False means the next evaluation will first compile (seconds per kernel): print a notice such
     as "compiling detectors (first run after install)…" and call :func:`warmup`.
     """
-    fns = sorted(REGISTRY) if fns is None else list(fns)
-    return all(_has_cache(k) for k in _dispatchers(fns))
+    return all(_has_cache(k) for k in _dispatchers(_check(fns)))

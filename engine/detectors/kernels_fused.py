@@ -1,0 +1,282 @@
+"""One numba pass that runs many detector specs over every series, while the series is in cache.
+
+Why: evaluating one kernel per spec re-read ``ts`` and ``x`` (16 B/row) for every spec, allocated
+each output inside numba (no huge pages: a page fault per 4 KiB, ~40 ms per 80 MB column), wrote
+it with ordinary stores (each output cache line is first read back, "read-for-ownership") and
+then had polars scan it again for NaN. :func:`fused` loops once over the series (``prange`` over
+chunks of series) and, for each series, runs every requested detector's per-series function on
+the series' rows (a few KB, in L1/L2) into a small scratch buffer; it then streams the buffer to
+the output (allocated by numpy, see :mod:`.arena`) with non-temporal stores, writing the output's
+Arrow validity bits (NaN → null) on the way (:mod:`.intrinsics`), so that each output row becomes
+a polars column without another pass. What remains is the detectors' own arithmetic, whose main
+cost is the branch mispredictions of their window pointers (see :mod:`.kernels_window`).
+
+The per-series functions are the very ones the one-spec kernels of :mod:`.kernels_window` and
+:mod:`.kernels_stateful` run, called on the series' slice (rows ``0..m``), so the fused outputs
+equal the one-spec outputs bit for bit (tested).
+
+A spec set is encoded as arrays (built by :mod:`.fused` from resolved specs):
+
+``ops``     int64[p]     the opcode of each op (``OP_*`` below)
+``groups``  int64[p]     the series group (metric) the op runs on; -1: every series. On the
+                         series of other groups the op's output is null.
+``rows``    int64[p, 2]  output rows the op writes (the second is -1 except for the ops that
+                         compute two outputs in one pass, ``OP_MEAN_STD`` and ``OP_MIN_MAX``)
+``ip``      int64[p, 4]  the op's duration and int parameters, in the registry's order
+``fp``      float64[p, 2] its float parameters, in the registry's order
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..config import JIT, JIT_PARALLEL
+from . import kernels_stateful as ks
+from . import kernels_window as kw
+from .intrinsics import store_fence, stream_copy, valid8
+
+(OP_SUM, OP_MEAN, OP_COUNT, OP_STD, OP_MEAN_STD, OP_MIN, OP_MAX, OP_MEDIAN, OP_DELTA,
+ OP_PCT_CHANGE, OP_SLOPE, OP_SINCE_LAST, OP_SILENCE, OP_EWMA, OP_MACD, OP_CUSUM_UP,
+ OP_CUSUM_DOWN, OP_ZSCORE, OP_TIME_ABOVE, OP_TIME_BELOW, OP_EVENTS_BELOW, OP_EVENTS_ABOVE,
+ OP_TIME_IN_RANGE, OP_COVERAGE, OP_MIN_MAX) = range(25)
+#: widths of the parameter arrays (the most duration/int and float params of any detector)
+N_INT_PARAMS, N_FLOAT_PARAMS = 4, 2
+#: series longer than this are computed straight into the output (ordinary stores) rather than
+#: through the scratch buffer, which then stays small (2 x 64 Ki float64 = 1 MiB at most)
+SCRATCH_ROWS = 1 << 16
+
+
+@njit(**JIT)
+def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf):
+    """Run one op on one series (rows ``0..m`` of the slices ``ts``, ``x``) into ``d0`` (``d1``).
+
+    Outputs the one-spec kernels pre-fill (NaN or 0) are pre-filled here the same way, so every
+    row of ``d0`` is written.
+    """
+    if op == OP_MEAN:
+        kw._sum_series(ts, x, 0, m, ip[0], kw.MEAN, d0)
+    elif op == OP_MIN_MAX:
+        kw._minmax_series(ts, x, 0, m, ip[0], d0, d1, kw.BOTH)
+    elif op == OP_MIN:
+        kw._minmax_series(ts, x, 0, m, ip[0], d0, d0, kw.MIN)
+    elif op == OP_MAX:
+        kw._minmax_series(ts, x, 0, m, ip[0], d0, d0, kw.MAX)
+    elif op == OP_STD:
+        kw._std_series(ts, x, 0, m, ip[0], d0, d0, False)
+    elif op == OP_MEAN_STD:
+        kw._std_series(ts, x, 0, m, ip[0], d0, d1, True)
+    elif op == OP_DELTA:
+        kw._change_series(ts, x, 0, m, ip[0], kw.DELTA, d0)
+    elif op == OP_SINCE_LAST:
+        kw._gap_series(ts, x, 0, m, np.int64(0), False, d0)
+    elif op == OP_ZSCORE:
+        d0[:] = np.nan
+        ks._zscore_series(ts, x, d0, 0, m, ip[0], ip[1], ip[2])
+    elif op == OP_TIME_ABOVE:
+        d0[:] = np.nan
+        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], 1.0)
+    elif op == OP_TIME_BELOW:
+        d0[:] = np.nan
+        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], -1.0)
+    elif op == OP_SUM:
+        kw._sum_series(ts, x, 0, m, ip[0], kw.SUM, d0)
+    elif op == OP_COUNT:
+        kw._sum_series(ts, x, 0, m, ip[0], kw.COUNT, d0)
+    elif op == OP_MEDIAN:
+        kw._median_series(ts, x, 0, m, ip[0], d0)
+    elif op == OP_PCT_CHANGE:
+        kw._change_series(ts, x, 0, m, ip[0], kw.PCT_CHANGE, d0)
+    elif op == OP_SLOPE:
+        kw._slope_series(ts, x, 0, m, ip[0], d0)
+    elif op == OP_SILENCE:
+        kw._gap_series(ts, x, 0, m, ip[0], True, d0)
+    elif op == OP_EWMA:
+        d0[:] = 0.0
+        ks._ewma_into(ts, x, d0, 0, m, ip[0], 1.0)
+    elif op == OP_MACD:
+        d0[:] = 0.0
+        ks._ewma_into(ts, x, d0, 0, m, ip[0], 1.0)
+        ks._ewma_into(ts, x, d0, 0, m, ip[1], -1.0)
+    elif op == OP_CUSUM_UP:
+        d0[:] = np.nan
+        ks._cusum_series(ts, x, d0, 0, m, ip[0], fp[0], 1.0)
+    elif op == OP_CUSUM_DOWN:
+        d0[:] = np.nan
+        ks._cusum_series(ts, x, d0, 0, m, ip[0], fp[0], -1.0)
+    elif op == OP_EVENTS_BELOW:
+        d0[:] = 0.0
+        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], -1.0)
+    elif op == OP_EVENTS_ABOVE:
+        d0[:] = 0.0
+        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], 1.0)
+    elif op == OP_TIME_IN_RANGE:
+        d0[:] = np.nan
+        ibuf[:m] = 0
+        ks._held_time_series(ts, x, d0, ibuf, 0, m, fp[0], fp[1], ip[0], ip[1], False)
+    elif op == OP_COVERAGE:
+        d0[:] = np.nan
+        ibuf[:m] = 0
+        ks._held_time_series(ts, x, d0, ibuf, 0, m, -np.inf, np.inf, ip[0], ip[1], True)
+    else:
+        d0[:] = np.nan          # unknown opcode: cannot happen (fused.py builds the codes)
+
+
+@njit(**JIT)
+def _first_unsorted(ts, a):
+    """``a`` + the first index of ``ts`` whose value is below the previous one, or -1.
+
+    The whole series is scanned without an early exit, so that the loop vectorises; it also
+    brings the series' times into cache for the ops that follow.
+    """
+    back = False
+    for j in range(1, ts.size):
+        back |= ts[j] < ts[j - 1]
+    if back:
+        for j in range(1, ts.size):
+            if ts[j] < ts[j - 1]:
+                return a + j
+    return -1
+
+
+@njit(**JIT)
+def _valid_bits(d, a, b, vrow, part, k):
+    """Arrow validity bits (1 = not NaN) of rows ``a..b`` whose values are ``d[0..b-a]``.
+
+    Bytes of ``vrow`` whose 8 rows all lie in ``a..b`` are written here; the (at most two) bytes
+    this series shares with its neighbours get this series' bits in ``part[2k]`` (first byte) and
+    ``part[2k+1]`` (last byte), ORed together by :func:`merge_shared_bytes` once every series is
+    done, so that no two threads write the same byte.
+    """
+    first, last = a >> 3, (b - 1) >> 3
+    for byte in range((a + 7) >> 3, b >> 3):
+        vrow[byte] = valid8(d, (byte << 3) - a)
+    part[2 * k] = 0
+    part[2 * k + 1] = 0
+    if _first_shared(a, b):
+        bits = 0
+        for i in range(a, min(b, (first + 1) << 3)):
+            v = d[i - a]
+            if v == v:
+                bits |= 1 << (i & 7)
+        part[2 * k] = bits
+    if _last_shared(a, b):
+        bits = 0
+        for i in range(last << 3, b):
+            v = d[i - a]
+            if v == v:
+                bits |= 1 << (i & 7)
+        part[2 * k + 1] = bits
+
+
+@njit(**JIT)
+def _first_shared(a, b):
+    """True when the first validity byte of rows ``a..b`` (``a < b``) holds rows of other series."""
+    first = a >> 3
+    return (first << 3) < a or ((first + 1) << 3) > b
+
+
+@njit(**JIT)
+def _last_shared(a, b):
+    """True when the last byte of rows ``a..b`` is not the first and holds rows after ``b``."""
+    last = (b - 1) >> 3
+    return last != (a >> 3) and ((last + 1) << 3) > b
+
+
+@njit(**JIT_PARALLEL)
+def merge_shared_bytes(offsets, part, valid):
+    """Write the validity bytes shared by neighbouring series (see :func:`_valid_bits`).
+
+    Shared bytes come in increasing order as ``k`` increases, so one sweep ORs together the bits
+    of the series that share each byte.
+    """
+    for r in prange(valid.shape[0]):
+        cur, acc = -1, 0
+        for h in range(2 * (offsets.size - 1)):
+            k = h >> 1
+            a, b = offsets[k], offsets[k + 1]
+            if a == b:
+                continue
+            if h & 1 == 0:
+                if not _first_shared(a, b):
+                    continue
+                byte = a >> 3
+            else:
+                if not _last_shared(a, b):
+                    continue
+                byte = (b - 1) >> 3
+            if byte != cur:
+                if cur >= 0:
+                    valid[r, cur] = acc
+                cur, acc = byte, 0
+            acc |= part[r, h]
+        if cur >= 0:
+            valid[r, cur] = acc
+
+
+@njit(**JIT_PARALLEL)
+def fused(ts, x, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, valid, part,
+          unsorted):
+    """Run the ops of a spec set over every series; fill ``out``, ``valid``, ``part``, ``unsorted``.
+
+    Parameters
+    ----------
+    ts, x, offsets
+        The series, as every kernel takes them (module :mod:`.registry`).
+    series_group : int64[s]
+        The group (metric) of each series, matched against ``groups``.
+    chunks : int64[c+1]
+        Chunk ``q`` is the series ``chunks[q]:chunks[q+1]``; ``prange`` runs over chunks, which
+        allocate their scratch once.
+    ops, groups, rows, ip, fp
+        The spec set (module docstring).
+    out : float64[r, n]
+        Output rows (every element written; NaN where undefined or where the op does not apply).
+    valid : uint8[r, (n + 7) // 8]
+        Arrow validity bitmaps of the output rows (bit ``i % 8`` of byte ``i // 8``: row ``i``
+        is not NaN), complete once :func:`merge_shared_bytes` has run.
+    part : uint8[r, 2 s]
+        Scratch for the validity bytes shared by neighbouring series.
+    unsorted : int64[s]
+        For each series, its first row whose time is earlier than the previous row's, or -1.
+        The ops skip such a series (their window pointers assume sorted times), so the caller
+        must raise rather than use the outputs when any is >= 0.
+    """
+    for q in prange(chunks.size - 1):
+        s0, s1 = chunks[q], chunks[q + 1]
+        longest = 0
+        for k in range(s0, s1):
+            longest = max(longest, offsets[k + 1] - offsets[k])
+        cap = min(longest, SCRATCH_ROWS)
+        scratch = np.empty((2, cap))
+        ibuf = np.empty(longest, dtype=np.int64)
+        for k in range(s0, s1):
+            a, b = offsets[k], offsets[k + 1]
+            m = b - a
+            unsorted[k] = -1
+            if m == 0:
+                continue
+            tsk, xk = ts[a:b], x[a:b]
+            unsorted[k] = _first_unsorted(tsk, a)
+            ok = unsorted[k] < 0
+            direct = m > cap
+            for j in range(ops.size):
+                r0, r1 = rows[j, 0], rows[j, 1]
+                if direct:
+                    d0 = out[r0, a:b]
+                    d1 = out[r1 if r1 >= 0 else r0, a:b]
+                else:
+                    d0 = scratch[0, :m]
+                    d1 = scratch[1, :m]
+                if not ok or (groups[j] >= 0 and groups[j] != series_group[k]):
+                    d0[:] = np.nan
+                    d1[:] = np.nan
+                else:
+                    _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf)
+                _valid_bits(d0, a, b, valid[r0], part[r0], k)
+                if not direct:
+                    stream_copy(d0, out[r0, a:b])
+                if r1 >= 0:
+                    _valid_bits(d1, a, b, valid[r1], part[r1], k)
+                    if not direct:
+                        stream_copy(d1, out[r1, a:b])
+        store_fence()
