@@ -86,3 +86,18 @@ def test_backtest_markdown():
     assert r.exit_code == 0, r.output
     assert "| pack | events | detected early |" in r.output
     assert "| heart_failure |" in r.output
+
+
+def test_shipped_site_override_passes_its_tests_and_changes_the_queue(tmp_path):
+    r = invoke("rules", "test", "rules/", "--site", "rules/sites/meuse.yaml")
+    assert r.exit_code == 0, r.output
+    explain = invoke("rules", "explain", "hf.weight_gain_1kg_1d", "--site",
+                     "rules/sites/meuse.yaml")
+    assert explain.exit_code == 0 and "1.36 kg" in explain.output and "meuse" in explain.output
+    out = tmp_path / "q.parquet"
+    assert invoke("score", "--out", out, "--site", "rules/sites/meuse.yaml").exit_code == 0
+    queue = pl.read_parquet(out)
+    covid_only = pl.read_parquet("data_samples/cohort/patients.parquet").filter(
+        pl.col("programme") != "covid_home")["patient_id"].implode()
+    assert queue.filter((pl.col("pack") == "news2")
+                        & pl.col("patient_id").is_in(covid_only)).height == 0
