@@ -25,6 +25,8 @@ import datetime as dt
 
 import polars as pl
 
+from .ruleset.evaluate import in_scope
+
 #: event type -> packs expected to detect it
 EVENT_PACKS: dict[str, tuple[str, ...]] = {
     "hf_decompensation": ("heart_failure",),
@@ -73,18 +75,6 @@ def patient_days(telemetry: pl.DataFrame, patients: pl.DataFrame | None) -> pl.D
                        .dt.total_seconds() / 86400.0)
 
 
-def in_scope(pack, patients: pl.DataFrame) -> pl.Series:
-    """Ids of the patients a pack applies to (its cohorts and age bounds)."""
-    cond = pl.lit(True)
-    if pack.cohorts is not None:
-        cond = cond & pl.col("programme").is_in(list(pack.cohorts))
-    if pack.min_age is not None:
-        cond = cond & (pl.col("age") >= pack.min_age)
-    if pack.max_age is not None:
-        cond = cond & (pl.col("age") <= pack.max_age)
-    return patients.filter(cond)["patient_id"]
-
-
 def backtest(episodes: pl.DataFrame, events: pl.DataFrame, telemetry: pl.DataFrame,
              patients: pl.DataFrame, packs) -> pl.DataFrame:
     """Per-pack detection table (see the module docstring for every column's definition)."""
@@ -111,7 +101,8 @@ def backtest(episodes: pl.DataFrame, events: pl.DataFrame, telemetry: pl.DataFra
     days = patient_days(telemetry, patients)
     rows = []
     for pack in packs:
-        ids = in_scope(pack, patients)
+        # the rule engine's own scope test, so the denominator is exactly who the pack watched
+        ids = in_scope(pack, patients.select("patient_id"), patients)["patient_id"]
         pd_ = float(days.filter(pl.col("patient_id").is_in(ids.implode()))["days"].sum())
         ev = per_event.filter(pl.col("pack") == pack.name)
         det = ev.filter(pl.col("first_alert").is_not_null())
