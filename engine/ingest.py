@@ -259,10 +259,10 @@ def _typed(raw: pl.DataFrame, name: str, tz: str | None) -> pl.DataFrame:
     df = raw.with_row_index("_row", offset=1).select(
         pl.col("_row").cast(pl.Int64),
         *[_as_text(c, raw).alias(f"_raw_{c}") for c in text_cols],
-        (_parse_ts(raw, tz)).alias("_ts"),
+        pl.col("ts").alias("_ts_in"),
         pl.lit(tz is not None).alias("_tz_given"),
-        _ts_flags(raw).alias("_ts_flag"),
     )
+    df = _with_timestamps(df, raw["ts"].dtype, tz)
     pid = pl.col("_raw_patient_id").str.strip_chars()
     metric_txt = pl.col("_raw_metric").str.strip_chars()
     metric = (metric_txt.str.replace(r"^(?i:loinc:|http://loinc\.org\|)", "")
@@ -294,36 +294,48 @@ _TS_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z")
 _OFFSET = r"([+-]\d{2}:?\d{2}|Z)$"
 
 
-def _normalised_ts_text(raw: pl.DataFrame) -> pl.Expr:
-    return (pl.col("ts").cast(pl.String).str.strip_chars()
+def _normalised_ts_text(ts: pl.Expr) -> pl.Expr:
+    return (ts.cast(pl.String).str.strip_chars()
             .str.replace(r"^(\d{4}-\d{2}-\d{2})[ ]", "${1}T")
             .str.replace(r"Z$", "+00:00")
             .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}"))
 
 
-def _parse_ts(raw: pl.DataFrame, tz: str | None) -> pl.Expr:
-    """UTC timestamps; null where missing, unparseable, naive without a zone or nonexistent."""
-    dtype = raw["ts"].dtype
+def _with_timestamps(df: pl.DataFrame, dtype: pl.DataType, tz: str | None) -> pl.DataFrame:
+    """Replace ``_ts_in`` by ``_ts`` (UTC; null where missing, unparseable, naive without a zone
+    or nonexistent) and ``_ts_flag`` (why: 'missing', 'naive', 'parsed' or 'bad').
+
+    Text is parsed once, into helper columns that both results read.
+    """
+    t = pl.col("_ts_in")
     if isinstance(dtype, pl.Datetime):
-        e = pl.col("ts").cast(pl.Datetime("us", dtype.time_zone))
-        if dtype.time_zone is not None:
-            return e.dt.convert_time_zone("UTC")
-        return _localise(e, tz)
-    if dtype == pl.Date:
-        return _localise(pl.col("ts").cast(pl.Datetime("us")), tz)
-    if dtype == pl.Null:
-        return pl.lit(None, dtype=TS_DTYPE)
-    txt = _normalised_ts_text(raw)
-    aware = _parse_aware(txt)
-    naive = pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
-                         for f in _TS_FORMATS])
-    return pl.when(txt.str.contains(_OFFSET)).then(aware) \
-        .otherwise(_localise(naive, tz))
-
-
-def _parse_aware(txt: pl.Expr) -> pl.Expr:
-    return pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
-                        .dt.convert_time_zone("UTC") for f in _TS_AWARE_FORMATS])
+        e = t.cast(pl.Datetime("us", dtype.time_zone))
+        ts = e.dt.convert_time_zone("UTC") if dtype.time_zone is not None else _localise(e, tz)
+        flag = pl.when(t.is_null()).then(pl.lit("missing")) \
+            .otherwise(pl.lit("parsed" if dtype.time_zone else "naive"))
+    elif dtype == pl.Date:
+        ts = _localise(t.cast(pl.Datetime("us")), tz)
+        flag = pl.when(t.is_null()).then(pl.lit("missing")).otherwise(pl.lit("naive"))
+    elif dtype == pl.Null:
+        ts, flag = pl.lit(None, dtype=TS_DTYPE), pl.lit("missing")
+    else:
+        df = df.with_columns(_txt=_normalised_ts_text(t))
+        txt = pl.col("_txt")
+        df = df.with_columns(
+            _naive=pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
+                                for f in _TS_FORMATS]),
+            _aware=pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
+                                .dt.convert_time_zone("UTC") for f in _TS_AWARE_FORMATS]),
+            _off=txt.str.contains(_OFFSET),
+        )
+        naive, aware, off = pl.col("_naive"), pl.col("_aware"), pl.col("_off")
+        ts = pl.when(off).then(aware).otherwise(_localise(naive, tz))
+        flag = (pl.when(txt.is_null() | txt.is_in(_NULL_TEXT)).then(pl.lit("missing"))
+                .when(off & aware.is_not_null()).then(pl.lit("parsed"))
+                .when(~off & naive.is_not_null()).then(pl.lit("naive"))
+                .otherwise(pl.lit("bad")))
+    helpers = [c for c in ("_ts_in", "_txt", "_naive", "_aware", "_off") if c in df.columns]
+    return df.with_columns(_ts=ts, _ts_flag=flag).drop(helpers)
 
 
 def _localise(naive: pl.Expr, tz: str | None) -> pl.Expr:
@@ -332,26 +344,6 @@ def _localise(naive: pl.Expr, tz: str | None) -> pl.Expr:
     # Ambiguous wall-clock times (the repeated hour in autumn) take the earlier instant.
     return naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") \
         .dt.convert_time_zone("UTC")
-
-
-def _ts_flags(raw: pl.DataFrame) -> pl.Expr:
-    """Why a timestamp is unusable: 'missing', 'naive', 'parsed' or 'bad' (unparseable)."""
-    dtype = raw["ts"].dtype
-    if isinstance(dtype, pl.Datetime):
-        return (pl.when(pl.col("ts").is_null()).then(pl.lit("missing"))
-                .otherwise(pl.lit("parsed" if dtype.time_zone else "naive")))
-    if dtype == pl.Date:
-        return pl.when(pl.col("ts").is_null()).then(pl.lit("missing")).otherwise(pl.lit("naive"))
-    if dtype == pl.Null:
-        return pl.lit("missing")
-    txt = _normalised_ts_text(raw)
-    naive_ok = pl.coalesce([txt.str.to_datetime(f, strict=False, time_unit="us")
-                            for f in _TS_FORMATS]).is_not_null()
-    aware_ok = _parse_aware(txt).is_not_null()
-    return (pl.when(txt.is_null() | txt.is_in(_NULL_TEXT)).then(pl.lit("missing"))
-            .when(txt.str.contains(_OFFSET) & aware_ok).then(pl.lit("parsed"))
-            .when(~txt.str.contains(_OFFSET) & naive_ok).then(pl.lit("naive"))
-            .otherwise(pl.lit("bad")))
 
 
 def _unit_tables() -> tuple[dict, dict, dict]:

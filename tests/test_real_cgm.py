@@ -17,9 +17,8 @@ from engine.ingest import ingest
 from engine.pipeline import Engine
 from engine.scores import cgm_metrics
 
+# shared/ lies beside the repository, here and in CI
 CGM = Path(__file__).resolve().parents[2] / "shared" / "data" / "cgm"
-if not CGM.exists():  # CI lays shared/ beside the clone
-    CGM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cgm"
 STUDIES = {"hall2018.csv": "America/Los_Angeles", "dubosson2018.csv": "Europe/Zurich",
            "tsalikian2005.csv": "America/Chicago"}
 ADAPT = dict(columns={"id": "patient_id", "time": "ts", "gl": "value"}, metric="glucose",
