@@ -24,8 +24,6 @@ def backtest(
                                                      ".jsonl).")] = None,
 ) -> None:
     """Score a labelled cohort and report, per pack, how many labelled episodes it caught."""
-
-
     from ..backtest import backtest as run_backtest
     from ..backtest import to_markdown
     from ..errors import InputError
@@ -52,12 +50,12 @@ def backtest(
     for col in ("pack", "events", "early", "sens.", "lead", "≤ +24 h", "episodes",
                 "per 100 pd", "unmatched"):
         t.add_column(col, justify="left" if col == "pack" else "right")
+    def f(v, fmt):
+        return "–" if v is None else fmt.format(v)
+
     for r in table.iter_rows(named=True):
-        def f(v, fmt):
-            return "–" if v is None else fmt.format(v)
         t.add_row(r["pack"], str(r["events"]), str(r["detected"]),
                   f(r["sensitivity"], "{:.0%}"), f(r["median_lead_h"], "{:.1f} h"),
                   str(r["detected_24h"]), str(r["episodes"]), f(r["alerts_per_100_pd"], "{:.2f}"),
                   f(r["unmatched_share"], "{:.0%}"))
     console.print(t)
-
