@@ -25,7 +25,7 @@ import datetime as dt
 
 import polars as pl
 
-from .ruleset.evaluate import in_scope
+from .timeline import in_scope
 
 #: event type -> packs expected to detect it
 EVENT_PACKS: dict[str, tuple[str, ...]] = {
@@ -102,7 +102,7 @@ def backtest(episodes: pl.DataFrame, events: pl.DataFrame, telemetry: pl.DataFra
     rows = []
     for pack in packs:
         # the rule engine's own scope test, so the denominator is exactly who the pack watched
-        ids = in_scope(pack, patients.select("patient_id"), patients)["patient_id"]
+        ids = patients.filter(pl.Series(in_scope(pack, patients)))["patient_id"]
         pd_ = float(days.filter(pl.col("patient_id").is_in(ids.implode()))["days"].sum())
         ev = per_event.filter(pl.col("pack") == pack.name)
         det = ev.filter(pl.col("first_alert").is_not_null())

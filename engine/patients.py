@@ -6,6 +6,9 @@ would silently apply the wrong rules.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import polars as pl
 
 from .errors import InputError
@@ -73,3 +76,57 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         i = int(((ages < 0) | (ages > 130)).arg_true()[0])
         raise InputError(f"age {ages[i]} is outside 0..130.", path=name, row=i + 1, column="age")
     return df.with_columns(spo2_scale=scale)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The patients a run evaluates, in code order (sorted ids), with their context.
+
+    Attributes
+    ----------
+    ids : pl.Series
+        Sorted distinct patient ids: a patient's *code* in the later stages is its index here.
+    context : pl.DataFrame
+        One row per id, aligned to ``ids``, with every :data:`~engine.schema.PATIENT_SCHEMA`
+        column (nulls for a patient the patients table does not list).
+    start : np.ndarray
+        int64 µs of ``enrolled_at`` per patient, ``NO_START`` where unknown.
+    """
+
+    ids: pl.Series
+    context: pl.DataFrame
+    start: np.ndarray
+
+    NO_START = np.iinfo(np.int64).min
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.len())
+
+    @classmethod
+    def of(cls, telemetry_ids: pl.Series, patients: pl.DataFrame | None) -> "Cohort":
+        """Patients with telemetry, and those of the patients table enrolled without any yet
+        (a device that never sent anything is a silence to report)."""
+        ids = telemetry_ids.cast(pl.String)
+        if patients is not None and "enrolled_at" in patients.columns:
+            enrolled = patients.filter(pl.col("enrolled_at").is_not_null())["patient_id"]
+            ids = pl.concat([ids, enrolled.cast(pl.String)]).unique().sort()
+        ids = ids.alias("patient_id")
+        table = patients if patients is not None else pl.DataFrame(
+            schema={c: t for c, (t, _, _) in PATIENT_SCHEMA.items()})
+        context = ids.to_frame().join(table.with_columns(pl.col("patient_id").cast(pl.String)),
+                                      on="patient_id", how="left", maintain_order="left")
+        context = context.select([
+            (pl.col(c).cast(t) if c in context.columns else pl.lit(None, t)).alias(c)
+            for c, (t, _, _) in PATIENT_SCHEMA.items()])
+        start = context["enrolled_at"].dt.epoch("us").fill_null(cls.NO_START).to_numpy()
+        return cls(ids, context, start.astype(np.int64))
+
+    def slice(self, a: int, b: int) -> "Cohort":
+        """Patients ``a..b`` (their codes start at 0)."""
+        return Cohort(self.ids.slice(a, b - a), self.context.slice(a, b - a),
+                      self.start[a:b])
+
+    def codes(self, ids: pl.Series) -> np.ndarray:
+        """The codes of ``ids`` (which must all be in the cohort)."""
+        return np.searchsorted(self.ids.to_numpy(), ids.to_numpy()).astype(np.int32)

@@ -1,8 +1,18 @@
-"""The ``Engine`` façade: telemetry and patients in, a ranked alert queue out (DESIGN.md §1-2).
+"""The ``Engine`` façade: telemetry and patients in, a ranked alert queue out.
 
-Each stage is a plain function of frames (``engine.ingest``, ``engine.detectors``,
-``engine.ruleset``, ``engine.queue``), so a caller can stop at any stage; ``Engine.score`` only
-chains them and times them.
+The stages, each a function of frames that a caller can run, stop after, or feed directly::
+
+    ingest     engine.ingest.ingest            raw rows → clean rows + quarantine (+ series index)
+    detect     engine.detect.detect            every distinct detector of the packs, once
+    timeline   engine.timeline.build           per pack: evaluation times, as-of values, scores
+    rules      engine.ruleset.evaluate         per rule: its condition on the timeline
+    episodes   engine.episodes.open_episodes   conditions → episodes (timing, follow-up)
+    queue      engine.queue.build_queue        episodes → the ranked alert queue
+
+:func:`evaluate_packs` chains detect → episodes over clean telemetry, in chunks of whole
+patients (every stage after ingest is per patient, so a chunk's result does not depend on the
+others and memory stays bounded by the chunk); :meth:`Engine.score` adds ingest before and the
+queue after, and times each stage.
 """
 from __future__ import annotations
 
@@ -12,14 +22,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from . import queue as queue_mod
-from .episodes import within_follow_up
+from .detect import DetectorPlan, arrays, detect_arrays
+from .episodes import EPISODE_COLUMNS, open_episodes, sort_episodes, within_follow_up
 from .errors import InputError
 from .ingest import IngestResult, Reconciliation, ingest
-from .patients import check_patients, load_patients
+from .ingest.index import SeriesIndex
+from .patients import Cohort, check_patients, load_patients
 from .paths import bundled
+from .ruleset.evaluate import conditions
+from .timeline import Telemetry, build
+
+#: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
+#: small enough that the chunk's detector outputs and timelines stay in a few hundred MB
+CHUNK_ROWS = 1_000_000
+STAGES = ("ingest", "detect", "timeline", "rules", "episodes", "queue")
 
 
 @dataclass
@@ -33,6 +53,7 @@ class Result:
     episodes: pl.DataFrame
     queue: pl.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    as_of: dt.datetime | None = None
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -52,6 +73,7 @@ class Engine:
 
     def __init__(self, ruleset):
         self.ruleset = ruleset
+        self.plan = DetectorPlan.of(ruleset.packs)
 
     @classmethod
     def from_paths(cls, rules: str | Path | Sequence[str | Path] | None = None,
@@ -88,22 +110,19 @@ class Engine:
                      progress: Callable[[str], None] | None = None) -> Result:
         """The stages after ingest, on inputs from :func:`load_inputs`."""
         timings = {"ingest": inputs.seconds}
-        step = progress or (lambda _stage: None)
         ing, pats = inputs.ingest, inputs.patients
-
+        require_usable(ing)
+        until = as_of if as_of is not None else ing.clean["ts"].max()
+        clean, index, report = cut_after(ing, until)
+        episodes = evaluate_packs(self.ruleset.packs, clean, pats, until=until, index=index,
+                                  plan=self.plan, timings=timings, progress=progress)
         t = time.perf_counter()
-        step("rules")
-        until = as_of if as_of is not None else (ing.clean["ts"].max() if ing.clean.height
-                                                  else None)
-        episodes = within_follow_up(self.ruleset.evaluate(ing.clean, pats, until=until), pats)
-        timings["rules"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        step("queue")
+        if progress:
+            progress("queue")
         q = queue_mod.build_queue(episodes)
         timings["queue"] = time.perf_counter() - t
-        return Result(clean=ing.clean, quarantine=ing.quarantine, report=ing.report,
-                      patients=pats, episodes=episodes, queue=q, timings=timings)
+        return Result(clean=clean, quarantine=ing.quarantine, report=report, patients=pats,
+                      episodes=episodes, queue=q, timings=timings, as_of=until)
 
 
 @dataclass
@@ -119,14 +138,12 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
                 now: dt.datetime | None = None, columns: dict[str, str] | None = None,
                 metric: str | None = None, unit: str | None = None,
                 programme: str | None = None) -> Inputs:
-    """Ingest telemetry and check the patients table (see :meth:`Engine.score`).
+    """Check the patients table and ingest telemetry (see :meth:`Engine.score`).
 
     Independent of the rules, so a caller can run it while the rule packs load (the command
     line does: reading a large export overlaps the packs' parsing and the kernels' loading).
     """
     t = time.perf_counter()
-    ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
-                               unit=unit)
     pats = None
     if patients is not None:
         if programme is not None:
@@ -134,8 +151,143 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
                              "patient, not both.")
         pats = (check_patients(patients) if isinstance(patients, pl.DataFrame)
                 else load_patients(patients))
-    elif programme is not None:
-        pats = check_patients(pl.DataFrame({
-            "patient_id": ing.clean["patient_id"].unique().sort(),
-            "programme": programme}), name="--programme")
+    ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
+                               unit=unit, patients=pats)
+    if programme is not None:
+        pats = check_patients(pl.DataFrame({"patient_id": ing.index.patient_ids,
+                                            "programme": programme}), name="--programme")
     return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t)
+
+
+#: what to do about the commonest reasons a whole input is quarantined
+_FIXES = {
+    "naive_timestamp": "the timestamps carry no time zone: give the zone they were written in, "
+                       "e.g. --tz Europe/Paris",
+    "unknown_patient": "no telemetry patient is in the patients table: check that both files "
+                       "use the same pseudonymous ids (same spelling, no leading zeros lost)",
+    "unknown_metric": "map the export's metric names with --metric (single-metric exports) or "
+                      "rename them to canonical metrics or LOINC codes",
+    "unconvertible_unit": "give the export's unit with --unit, or check the unit column",
+    "future_timestamp": "the times are after the run time: check the export's time zone (--tz) "
+                        "or the device clocks",
+    "timestamp_too_early": "the times are before 2000: device clocks were reset",
+    "unparseable_timestamp": "the ts column is not ISO-8601 date-times",
+}
+
+
+def require_usable(ing: IngestResult) -> None:
+    """Refuse a run that would use no row at all: an empty queue would read as "nobody to
+    call". The message gives the reasons, most frequent first, and the fix of the first."""
+    if ing.clean.height:
+        return
+    rep = ing.report
+    reasons = sorted(rep.by_reason.items(), key=lambda kv: -kv[1])
+    listed = ", ".join(f"{k} {v:,}" for k, v in reasons)
+    fix = _FIXES.get(reasons[0][0], "see the quarantine reasons") if reasons else ""
+    raise InputError(f"no usable row: all {rep.rows_in:,} rows were quarantined ({listed}). "
+                     f"Fix: {fix}.", path=rep.source)
+
+
+def cut_after(ing: IngestResult, until: dt.datetime):
+    """Clean telemetry up to ``until`` (inclusive), its index, and the row accounting with the
+    rows after it counted apart. Raises when no row is left."""
+    if until.tzinfo is None:
+        raise InputError(f"as_of must be a timezone-aware datetime. Got {until!r} instead.")
+    clean, index, report = ing.clean, ing.index, ing.report
+    last = clean["ts"].max()
+    if last is None or last <= until:
+        return clean, index, report
+    keep = (clean["ts"] <= until)
+    n_after = int((~keep).sum())
+    clean = clean.filter(keep)
+    if clean.height == 0:
+        raise InputError(f"no usable row: every one of the {n_after:,} clean rows is after "
+                         f"--as-of {until.isoformat()}; the earliest is "
+                         f"{ing.clean['ts'].min().isoformat()}.", path=report.source)
+    index = SeriesIndex.of(clean)
+    report = Reconciliation(**{**report.__dict__, "rows_used": clean.height,
+                               "rows_after_as_of": n_after,
+                               "patients": index.n_patients}).check()
+    return clean, index, report
+
+
+def _us(t: dt.datetime) -> int:
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+
+
+def _patients_table(patients) -> pl.DataFrame | None:
+    if patients is None:
+        return None
+    if not isinstance(patients, pl.DataFrame) or "patient_id" not in patients.columns:
+        raise InputError("patients must be a polars DataFrame with a 'patient_id' column.")
+    return patients.unique("patient_id", keep="first", maintain_order=True)
+
+
+def chunks(patient_rows: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
+    """Patient ranges ``(a, b)`` holding about ``chunk_rows`` rows each (a patient is never
+    split; one with more rows than that is a chunk of its own)."""
+    n_pat = patient_rows.size - 1
+    out, a = [], 0
+    while a < n_pat:
+        b = int(np.searchsorted(patient_rows, patient_rows[a] + chunk_rows, side="right")) - 1
+        b = min(max(b, a + 1), n_pat)
+        out.append((a, b))
+        a = b
+    return out
+
+
+def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None = None, *,
+                   until: dt.datetime | None = None, index: SeriesIndex | None = None,
+                   plan: DetectorPlan | None = None, chunk_rows: int = CHUNK_ROWS,
+                   timings: dict | None = None,
+                   progress: Callable[[str], None] | None = None) -> pl.DataFrame:
+    """Episodes of every enabled rule of ``packs`` on clean telemetry (detect → timeline → rules
+    → episodes, then the follow-up window), sorted by patient, opening time and rule.
+
+    ``telemetry`` is clean telemetry as ingest gives it (sorted by patient, metric, time; not
+    checked again), with no reading after ``until``; ``index`` its series index.
+    """
+    if until is not None and (not isinstance(until, dt.datetime) or until.tzinfo is None):
+        raise InputError(f"until must be a timezone-aware datetime (e.g. datetime.now(timezone."
+                         f"utc)). Got {until!r} instead.")
+    timings = timings if timings is not None else {}
+    for s in ("detect", "timeline", "rules", "episodes"):
+        timings.setdefault(s, 0.0)
+    pats = _patients_table(patients)
+    index = index if index is not None else SeriesIndex.of(telemetry)
+    plan = plan if plan is not None else DetectorPlan.of(packs)
+    cohort = Cohort.of(index.patient_ids, pats)
+    index = SeriesIndex(index.offsets, cohort.codes(index.patient_ids)[index.patient],
+                        index.metric, cohort.ids)
+    ts, x = arrays(telemetry)
+    until_us = _us(until) if until is not None else None
+    patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(cohort.size + 1))]
+    out = []
+    for a, b in chunks(patient_rows, chunk_rows):
+        r0, r1 = int(patient_rows[a]), int(patient_rows[b])
+        sub = index.patients(a, b)
+        tel = Telemetry(ts[r0:r1], x[r0:r1], sub)
+        part = cohort.slice(a, b)
+        t = time.perf_counter()
+        if progress:
+            progress("detect")
+        det = detect_arrays(tel.ts, tel.x, sub, plan)
+        timings["detect"] += time.perf_counter() - t
+        for pack in packs:
+            if not any(r.enabled for r in pack.rules):
+                continue
+            t = time.perf_counter()
+            tl = build(pack, tel, det, part, until_us)
+            t2 = time.perf_counter()
+            cond = conditions(tl, pack)
+            t3 = time.perf_counter()
+            out.append(open_episodes(tl, cond, pack))
+            t4 = time.perf_counter()
+            timings["timeline"] += t2 - t
+            timings["rules"] += t3 - t2
+            timings["episodes"] += t4 - t3
+    t = time.perf_counter()
+    episodes = (pl.concat(out) if out else pl.DataFrame(schema=EPISODE_COLUMNS))
+    episodes = sort_episodes(within_follow_up(episodes, pats))
+    timings["episodes"] += time.perf_counter() - t
+    return episodes

@@ -100,6 +100,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "in the last 2 weeks", (), _FLAG, integer=True),
 ]}
 
+#: canonical metric names in sorted order: a metric's *code* in veille's arrays is its index here
+#: (clean telemetry is sorted by patient, then metric name, then time)
+METRIC_NAMES: tuple[str, ...] = tuple(sorted(METRICS))
+
 #: LOINC code -> canonical metric name
 LOINC: dict[str, str] = {code: m.name for m in METRICS.values() for code in m.loinc}
 

@@ -23,7 +23,6 @@ from engine.config import JIT
 from engine.detectors import (REGISTRY, evaluate, evaluate_all_metrics, fused, register,
                               resolve_specs)
 from engine.detectors import kernels_fused as kf
-from engine.detectors.arena import MIN_POOLED_BYTES, Arena
 from engine.detectors.registry import DURATION, FLOAT, INT, frozen
 from engine.detectors.intrinsics import stream_copy, stream_fill
 from engine.errors import InputError
@@ -240,45 +239,6 @@ def test_streaming_stores_write_what_plain_stores_write():
     np.testing.assert_array_equal(dst, src)
     stream_fill(dst[3:10], np.nan)
     assert np.isnan(dst[3:10]).all() and not np.isnan(dst[10:]).any()
-
-
-def test_arena_reuses_memory_only_once_every_user_has_gone():
-    arena = Arena()
-    n = MIN_POOLED_BYTES // 8
-    a = arena.empty((2, n), np.float64)
-    a[:] = 1.0
-    row = a[1]
-    col = pl.Series("c", row)                  # polars may keep a view of the memory
-    del a, row
-    gc.collect()
-    assert arena.kept_bytes == 0               # the Series still reads it
-    b = arena.empty((2, n), np.float64)        # so this is new memory
-    b[:] = 2.0
-    assert col.sum() == n
-    addr = b.__array_interface__["data"][0]
-    del b
-    gc.collect()
-    assert arena.kept_bytes == 2 * n * 8       # b is gone: its memory is kept ...
-    c = arena.empty((2, n), np.float64)
-    assert c.__array_interface__["data"][0] == addr     # ... and backs the next block
-    assert arena.empty((2, n), np.float64).__array_interface__["data"][0] != addr
-    small = arena.empty((4,), np.float64)      # small blocks are ordinary numpy arrays
-    assert small.base is None
-    del col, c
-    gc.collect()
-    arena.clear()
-    assert arena.kept_bytes == 0
-
-
-def test_arena_does_not_back_a_much_smaller_block_with_a_large_one():
-    arena = Arena()
-    big = arena.empty((4 * MIN_POOLED_BYTES,), np.uint8)
-    del big
-    gc.collect()
-    assert arena.kept_bytes == 4 * MIN_POOLED_BYTES
-    small = arena.empty((MIN_POOLED_BYTES,), np.uint8)
-    assert arena.kept_bytes == 4 * MIN_POOLED_BYTES    # not taken: it would pin 4x its size
-    del small
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 17])

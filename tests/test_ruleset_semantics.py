@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.errors import RuleError
 from engine.ruleset import load_rules_text
-from engine.ruleset.evaluate import FALSE, HOLDS, SKIP, UNKNOWN, episode_kernel
+from engine.episodes import FALSE, HOLDS, SKIP, UNKNOWN, episode_kernel
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 MIN = 60_000_000

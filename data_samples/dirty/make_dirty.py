@@ -96,6 +96,10 @@ CASES: dict[str, tuple] = {
     "future_timestamp": ("future.csv", lambda p: p.write_text(_csv(_ok(
         ("P001", "2099-01-06T08:00:00Z", "weight", "81.0", "kg")))),
         ("quarantine", {"future_timestamp": 1}, 1, 0)),
+    "clock_reset": ("clock_reset.csv", lambda p: p.write_text(_csv(_ok(
+        ("P001", "1970-01-01T00:04:00Z", "weight", "81.0", "kg"),
+        ("P001", "2000-01-01T00:00:00Z", "weight", "81.1", "kg")))),
+        ("quarantine", {"timestamp_too_early": 2}, 1, 0)),
     "conflicting_duplicate": ("conflict.csv", lambda p: p.write_text(_csv(_ok(
         ("P001", "2026-01-06T08:00:00Z", "weight", "81.0", "kg"),
         ("P001", "2026-01-06T08:00:00Z", "weight", "79.0", "kg")))),

@@ -21,7 +21,7 @@ import pyarrow as pa
 from . import kernels_fused as kf
 from . import kernels_stateful as ks
 from . import kernels_window as kw
-from .arena import OUTPUTS
+from ..memory import POOL
 from .registry import FLOAT, frozen
 from .spec import ResolvedSpec
 
@@ -133,18 +133,20 @@ def chunk_bounds(offsets: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [s]])).astype(np.int64)
 
 
-def run_arrays(ts, x, offsets, series_group, p: Plan):
+def run_arrays(ts, x, offsets, series_group, p: Plan, out: np.ndarray | None = None):
     """Call the fused kernel: ``(out float64[r, n], valid uint8[r, ceil(n/8)], bad)``.
 
     ``ts``, ``x``, ``offsets`` as every kernel takes them (read-only, C-contiguous),
     ``series_group`` int64[s] the group id (``p.metrics`` index, or -1) of each series. ``bad``
     is the first row whose time goes back within its series, or -1 when every series is sorted
-    (the outputs are then complete; otherwise they must not be used).
+    (the outputs are then complete; otherwise they must not be used). ``out``, when given, is
+    the C-contiguous float64[r, n] array to write the outputs into.
     """
     n, r, s = x.size, len(p.names), offsets.size - 1
     # allocated outside numba (whose arrays get no huge pages), reusing the memory of a released
-    # output when there is one (see .arena)
-    out = OUTPUTS.empty((r, n), np.float64)
+    # output when there is one (see engine.memory)
+    if out is None:
+        out = POOL.empty((r, n), np.float64)
     valid = np.empty((r, (n + 7) // 8), dtype=np.uint8)
     part = np.empty((r, 2 * s), dtype=np.uint8)
     unsorted = np.full(s, -1, dtype=np.int64)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from .compiled import CompiledPack, CompiledRule, DetectorUse, EffectiveParam, TestCase
 from .diagnostics import Diagnostic
-from .evaluate import EPISODE_COLUMNS
 from .expr import parse_expression, to_text
 from .ruleset import RuleSet, load_rules, load_rules_text
 from .scope import EffectiveScope
@@ -37,7 +36,7 @@ from .testing import TestReport, TestResult
 
 __all__ = [
     "load_rules", "load_rules_text", "RuleSet", "CompiledPack", "CompiledRule", "DetectorUse",
-    "EffectiveParam", "TestCase", "Diagnostic", "EPISODE_COLUMNS", "parse_expression",
+    "EffectiveParam", "TestCase", "Diagnostic", "parse_expression",
     "to_text", "TestReport", "TestResult", "validate", "EffectiveScope",
 ]
 

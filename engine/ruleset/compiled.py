@@ -71,6 +71,8 @@ class DetectorUse:
     lookback_us: int
     type: Type
     origin: str
+    #: the registered detector's validated spec (durations in µs); None for silence
+    resolved: object = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..align import default_staleness
+from ..timeline import default_staleness
 from ..durations import is_duration, parse_duration
 from ..schema import METRICS
 from . import model as M

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import detectors as _detectors
-from ..align import default_staleness
+from ..timeline import default_staleness
 from ..durations import format_duration
 from ..errors import SpecError
 from ..schema import METRICS
@@ -96,7 +96,7 @@ def _registered(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse |
                        metrics=(metric,), spec=spec, staleness_us=staleness,
                        lookback_us=resolved.lookback_us,
                        type=detector_type(resolved.detector.output, metric),
-                       origin=c.where(path))
+                       origin=c.where(path), resolved=resolved)
 
 
 def _param_value(c: "PackCompiler", pname: str, kind: str, path, metric):

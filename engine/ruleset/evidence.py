@@ -117,3 +117,72 @@ def default_reason(title: str, values: dict[str, tuple[object, str]],
     if limits:
         text += f" ({', '.join(limits)})"
     return text + "."
+
+
+def _json_value(value) -> str:
+    """One evidence value as :func:`evidence_json` writes it (NaN and infinities: null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "null"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _each(fn, values: list) -> list[str]:
+    """``fn`` of each value, computed once per distinct value (scores, limits and flags repeat
+    across episodes). Keys carry the type: ``True == 1`` must not share a text with ``1``."""
+    memo: dict = {}
+    out = []
+    for v in values:
+        key = (type(v), v)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = fn(v)
+        out.append(text)
+    return out
+
+
+def evidence_column(columns: dict[str, tuple[list, str]]) -> list[str]:
+    """:func:`evidence_json` of many episodes at once: ``columns`` maps a name to (its value in
+    each episode, its unit); returns one JSON text per episode, the same text."""
+    k = len(next(iter(columns.values()))[0]) if columns else 0
+    if not columns:
+        return ["{}"] * k
+    cells = []
+    for name, (values, unit) in columns.items():
+        head = json.dumps(name, ensure_ascii=False) + ':{"value":'
+        tail = ',"unit":' + json.dumps(unit, ensure_ascii=False) + "}"
+        cells.append([head + text + tail for text in _each(_json_value, values)])
+    return ["{" + ",".join(row) + "}" for row in zip(*cells)]
+
+
+def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
+                  params: set[str]) -> list[str]:
+    """:func:`render_reason` (or :func:`default_reason` without a template) of many episodes at
+    once, from the same ``columns`` as :func:`evidence_column`."""
+    k = len(next(iter(columns.values()))[0]) if columns else 0
+
+    def texts(name):
+        values, unit = columns.get(name, ([None] * k, ""))
+        return _each(lambda v: format_value(v, unit), values)
+
+    if parts is None:
+        measured = [(f"{n} ", texts(n)) for n in columns if n not in params]
+        limits = [(f"{n} ", texts(n)) for n in columns if n in params]
+        head = title.rstrip(".")
+        out = []
+        for i in range(k):
+            text = head
+            if measured:
+                text += ": " + ", ".join(label + t[i] for label, t in measured)
+            if limits:
+                text += " (" + ", ".join(label + t[i] for label, t in limits) + ")"
+            out.append(text + ".")
+        return out
+    pieces = [(literal, texts(name) if name is not None else None) for literal, name in parts]
+    return ["".join(literal + (t[i] if t is not None else "") for literal, t in pieces)
+            for i in range(k)]

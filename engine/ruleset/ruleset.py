@@ -10,7 +10,6 @@ from .. import detectors as _detectors
 from ..errors import RuleError
 from .compiled import CompiledPack, CompiledRule
 from .diagnostics import Diagnostics, did_you_mean
-from .evaluate import evaluate_packs
 from .compiler import PackCompiler
 from .loader import parse_pack, parse_site
 from .source import Source, read_source
@@ -134,8 +133,9 @@ class RuleSet:
             {value, unit} at opened_at), reason (one sentence). Sorted by patient_id,
             opened_at, rule_id.
         """
-        return evaluate_packs(self.packs, telemetry, patients, until=until,
-                              specs=self.detector_specs())
+        from ..pipeline import evaluate_packs
+
+        return evaluate_packs(self.packs, telemetry, patients, until=until)
 
     def run_tests(self, *, pack: str | None = None):
         """Run every pack's tests (and every site's tests); returns a TestReport."""

@@ -25,7 +25,6 @@ from ..schema import METRICS, PROGRAMMES, TS_DTYPE
 from . import model as M
 from .compiled import CompiledPack, TestCase
 from .diagnostics import Diagnostics, did_you_mean
-from .evaluate import evaluate_packs
 from .source import Source, dotted
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)   # a Monday, 00:00 UTC
@@ -319,6 +318,8 @@ def run_test(pack: CompiledPack, case: TestCase) -> TestResult:
     tel, pats = _frames(case)
     until = case.start + timedelta(microseconds=case.until_us) if case.until_us is not None \
         else None
+    from ..pipeline import evaluate_packs
+
     eps = evaluate_packs([pack], tel, pats, until=until)
     start_us = _us(case.start)
     actual = []

@@ -1,4 +1,9 @@
-"""Ingest: contract check, unit normalisation, plausibility limits, quarantine (DESIGN.md §1, §3).
+"""Reference implementation of ingest: the obvious polars version, row reasons as one
+``when/then`` chain and duplicates found by a ``group_by``.
+
+``engine.ingest`` computes the same result through dictionary codes and numba kernels; the
+property tests of ``tests/test_ingest_reference.py`` compare the two on random dirty input. This
+was veille's ingest before the pipeline of stages; it is kept as the definition.
 
 Every input row ends in exactly one place:
 
@@ -22,13 +27,14 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import InputError
-from .schema import METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA, TS_DTYPE
-from .sources import read_table
+from engine.errors import InputError
+from engine.schema import METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA, TS_DTYPE
+from engine.sources import read_table
 
 #: Quarantine reasons, in the order they are checked (the first that applies is recorded).
 REASONS: dict[str, str] = {
     "missing_patient_id": "patient_id is empty",
+    "unknown_patient": "patient_id is not in the patients table",
     "missing_timestamp": "ts is empty",
     "unparseable_timestamp": "ts is not an ISO-8601 date-time",
     "naive_timestamp": "ts has no time zone and no zone was configured (--tz)",
@@ -39,6 +45,7 @@ REASONS: dict[str, str] = {
     "non_finite_value": "value is NaN or infinite",
     "unconvertible_unit": "unit cannot be converted to the metric's canonical unit",
     "implausible_value": "value is outside the metric's plausibility limits",
+    "timestamp_too_early": "ts is before the earliest plausible date (a device clock reset?)",
     "future_timestamp": "ts is in the future",
     "conflicting_duplicate": "another row has the same patient, metric and time but another value",
 }
@@ -58,6 +65,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 _NULL_TEXT = ("", "NA", "N/A", "null", "NULL", "None", "-")
 #: clock skew tolerated before a timestamp counts as "in the future"
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+EARLIEST = dt.datetime(2000, 1, 2, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -155,7 +163,8 @@ def adapt_columns(raw: pl.DataFrame, name: str, *, columns: dict[str, str] | Non
 
 
 def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime | None = None,
-                 name: str = "<frame>") -> IngestResult:
+                 name: str = "<frame>", patients: pl.DataFrame | None = None,
+                 earliest: dt.datetime = EARLIEST) -> IngestResult:
     """:func:`ingest` on a frame already in memory."""
     _check_columns(raw, name)
     if raw.height == 0:
@@ -168,7 +177,7 @@ def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime |
         raise InputError("the reference time 'now' must carry a time zone", path=name)
 
     df = _typed(raw, name, tz)
-    df = _with_reasons(df, now)
+    df = _with_reasons(df, now, patients, earliest)
     ok = df.filter(pl.col("reason").is_null())
     # duplicates are judged on the converted value to 0.01 of the canonical unit (finer than any
     # device reports): 81.2 kg and 179.015 lb are the same reading
@@ -362,7 +371,7 @@ _HIGH = {m.name: float(m.high) for m in METRICS.values()}
 _INTEGER = {m.name: m.integer for m in METRICS.values()}
 
 
-def _with_reasons(df: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+def _with_reasons(df: pl.DataFrame, now: dt.datetime, patients, earliest) -> pl.DataFrame:
     m = pl.col("metric")
     unit_key = pl.concat_str([m, pl.col("_unit")], separator="|")
     scale = pl.when(pl.col("_unit").is_null()).then(pl.lit(1.0)).otherwise(
@@ -383,6 +392,9 @@ def _with_reasons(df: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
     flag = pl.col("_ts_flag")
     reason = (
         pl.when(pl.col("patient_id").is_null()).then(pl.lit("missing_patient_id"))
+        .when(pl.lit(patients is not None) & ~pl.col("patient_id").is_in(
+            (patients["patient_id"] if patients is not None else pl.Series([], dtype=pl.String))
+            .implode())).then(pl.lit("unknown_patient"))
         .when(flag == "missing").then(pl.lit("missing_timestamp"))
         .when(flag == "bad").then(pl.lit("unparseable_timestamp"))
         .when((flag == "naive") & pl.col("ts").is_null()
@@ -396,6 +408,7 @@ def _with_reasons(df: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
         .when(pl.col("_scale").is_null()).then(pl.lit("unconvertible_unit"))
         .when((v < low) | (v > high) | (integer & (v != v.round(0))))
         .then(pl.lit("implausible_value"))
+        .when(pl.col("ts") < pl.lit(earliest).cast(TS_DTYPE)).then(pl.lit("timestamp_too_early"))
         .when(pl.col("ts") > now_limit).then(pl.lit("future_timestamp"))
         .otherwise(None)
     )
@@ -410,6 +423,11 @@ def _with_reasons(df: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
             pl.format("{} {} is outside {}..{}{}", v.round(4), pl.col("unit"), low, high,
                       pl.when(integer).then(pl.lit(" (whole numbers only)")).otherwise(
                           pl.lit(""))))
+        .when(pl.col("_reason") == "unknown_patient").then(
+            pl.format("patient '{}' has no row in the patients table", pl.col("patient_id")))
+        .when(pl.col("_reason") == "timestamp_too_early").then(
+            pl.format("{} is before the earliest plausible date {} (a device clock reset?)",
+                      pl.col("ts"), pl.lit(earliest.isoformat())))
         .when(pl.col("_reason") == "future_timestamp").then(
             pl.format("{} is after the run time {}", pl.col("ts"), pl.lit(now.isoformat())))
         .when(pl.col("_reason").is_not_null()).then(

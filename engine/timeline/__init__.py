@@ -1,0 +1,293 @@
+"""Timeline and scores, the third stage: per pack, each patient's evaluation times and every value
+its rules read there.
+
+A pack's rules are evaluated per patient at the times of a *timeline*: the union of the
+observation times of the metrics the pack uses, optionally plus a fixed cadence
+(``evaluate_every: 1h``) from the patient's first observation (or enrolment) to the last
+observation or to ``until``. Cadence times are multiples of the cadence since the Unix epoch (so
+``1h`` falls on the hour and an incremental run sees the same times as a batch run).
+
+At each timeline time every value a rule reads is its latest value *at or before* that time —
+an as-of (backward) join per patient — provided it is not older than its maximum *staleness*: a
+week-old SpO2 must not satisfy "SpO2 < 92 now", so past the staleness the value is null
+(unknown). The latest *reading* is taken even when the detector's output there is undefined: an
+undefined output now is not replaced by an older, defined one. The staleness boundary is
+inclusive.
+
+Staleness of a value: its detector spec's ``staleness``, else the pack's
+``defaults: {staleness: ...}``, else the built-in default of its metric
+(:data:`DEFAULT_STALENESS`: how often the metric is measured at home, with margin).
+
+Besides detector outputs and readings, a timeline carries the minutes since the last reading of
+a set of metrics (``fn: silence_at``), whether a reading arrived at exactly that time (for
+``confirm_readings``), the patient context the rules read (``programme``, ``age``…) and the
+scores they use (NEWS2…), computed on the timeline's values.
+
+All patients of a pack are computed in one numba call (:mod:`.kernels`); there is no Python loop
+per patient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..detect import Detections
+from ..detectors.fused import as_series
+from ..ingest.index import SeriesIndex
+from ..memory import POOL
+from ..patients import Cohort
+from ..schema import METRIC_NAMES, TS_DTYPE
+from . import kernels as K
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+#: decimals detector outputs are rounded to before rules compare them (:func:`kernels.round9`):
+#: differences of readings carry binary float noise (82.1 - 80.1 = 2.000000000000014) and,
+#: without rounding, "gain > 2 kg" would fire on a gain of exactly 2 kg. Nine decimals are far
+#: below any device's resolution and far above the noise.
+DETECTOR_DECIMALS = 9
+
+#: built-in maximum staleness per metric, µs — the expected measurement interval at home plus a
+#: margin for a late measurement; vitals spot checks a few times a day, daily weights and
+#: questionnaires, nightly CPAP reports, continuous glucose every 5-15 minutes, labs monthly,
+#: ICOPE step 1 every 4 months (Toulouse ICOPE MONITOR)
+DEFAULT_STALENESS: dict[str, int] = {
+    "heart_rate": 6 * HOUR_US, "spo2": 6 * HOUR_US, "resp_rate": 6 * HOUR_US,
+    "temp": 6 * HOUR_US, "sbp": 6 * HOUR_US, "dbp": 6 * HOUR_US,
+    "consciousness": 6 * HOUR_US, "on_oxygen": 6 * HOUR_US,
+    "weight": 36 * HOUR_US, "steps": 36 * HOUR_US, "dyspnoea": 36 * HOUR_US,
+    "cpap_hours": 36 * HOUR_US, "ahi": 36 * HOUR_US, "mask_leak": 36 * HOUR_US,
+    "glucose": 30 * 60_000_000,
+    "fall": DAY_US,
+    "albumin": 30 * DAY_US,
+    "icope_cognition": 130 * DAY_US, "icope_locomotion": 130 * DAY_US,
+    "icope_vitality": 130 * DAY_US, "icope_vision": 130 * DAY_US,
+    "icope_hearing": 130 * DAY_US, "icope_psychological": 130 * DAY_US,
+}
+#: for a metric missing from the table
+FALLBACK_STALENESS = DAY_US
+_METRIC = {m: i for i, m in enumerate(METRIC_NAMES)}
+_NEVER_STALE = np.iinfo(np.int64).max
+
+
+def default_staleness(metric: str | None) -> int:
+    """The built-in staleness of ``metric`` in µs (:data:`DEFAULT_STALENESS`)."""
+    return DEFAULT_STALENESS.get(metric or "", FALLBACK_STALENESS)
+
+
+def fresh_column(metrics: tuple[str, ...] | None) -> str:
+    """The timeline column saying whether one of ``metrics`` (None: any) has a reading then."""
+    return "__fresh:" + ("*" if metrics is None else ",".join(metrics))
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Clean telemetry as the kernels read it: ``ts`` (int64 µs), ``x`` (float64) and the series
+    index, whose patient codes are those of the run's :class:`~engine.patients.Cohort`."""
+
+    ts: np.ndarray
+    x: np.ndarray
+    index: SeriesIndex
+
+    def patient_series(self, n_patients: int) -> np.ndarray:
+        return np.searchsorted(self.index.patient, np.arange(n_patients + 1)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One pack's evaluation timeline.
+
+    Attributes
+    ----------
+    pack : str
+    ids : pl.Series
+        The cohort's patient ids (``patient`` indexes it).
+    patient : np.ndarray
+        int32 patient code of each timeline row; rows are sorted by (patient, ts).
+    ts : np.ndarray
+        int64 µs of each row.
+    values : pl.DataFrame
+        One column per name the pack's rules read, aligned to the rows.
+    """
+
+    pack: str
+    ids: pl.Series
+    patient: np.ndarray
+    ts: np.ndarray
+    values: pl.DataFrame
+
+    @property
+    def height(self) -> int:
+        return int(self.ts.size)
+
+    def times(self) -> pl.Series:
+        return pl.Series("ts", self.ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+    def patient_ids(self, rows: np.ndarray | None = None) -> pl.Series:
+        codes = self.patient if rows is None else self.patient[rows]
+        return self.ids.gather(codes).alias("patient_id")
+
+    def frame(self) -> pl.DataFrame:
+        """``patient_id``, ``ts`` and the values, as one polars frame (for a notebook)."""
+        return self.values.with_columns(self.patient_ids(), self.times()) \
+            .select("patient_id", "ts", *self.values.columns)
+
+
+def in_scope(pack, context: pl.DataFrame) -> np.ndarray:
+    """Bool per patient of ``context``: does the pack apply (unknown programme: only packs for
+    any cohort; unknown age: in scope — an unknown age must not silence alerts)."""
+    context = context.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in
+                                   (("programme", pl.String), ("age", pl.Int64))
+                                   if c not in context.columns)
+    cond = pl.lit(True)
+    if pack.cohorts is not None:
+        cond = cond & pl.col("programme").is_in(list(pack.cohorts)).fill_null(False)
+    if pack.min_age is not None:
+        cond = cond & (pl.col("age").is_null() | (pl.col("age") >= pack.min_age))
+    if pack.max_age is not None:
+        cond = cond & (pl.col("age").is_null() | (pl.col("age") <= pack.max_age))
+    return context.with_columns(cond.alias("__s"))["__s"].to_numpy().astype(np.bool_)
+
+
+def _metric_mask(metrics) -> np.ndarray:
+    mask = np.zeros(len(METRIC_NAMES), np.bool_)
+    for m in metrics:
+        mask[_METRIC[m]] = True
+    return mask
+
+
+class _Columns:
+    """A pack's needs encoded for :func:`kernels.columns`."""
+
+    def __init__(self):
+        self.names, self.kind, self.metric, self.any, self.sets = [], [], [], [], []
+        self.base, self.stale = [], []
+
+    def add(self, name, kind, *, metric=None, metrics=(), any_metric=False, base=0,
+            stale=_NEVER_STALE):
+        self.names.append(name)
+        self.kind.append(kind)
+        self.metric.append(_METRIC[metric] if metric is not None else -1)
+        self.any.append(any_metric)
+        self.sets.append(_metric_mask(metrics if not any_metric else ()))
+        self.base.append(base)
+        self.stale.append(_NEVER_STALE if stale is None else stale)
+
+    def arrays(self):
+        c = len(self.names)
+        sets = (np.stack(self.sets) if c else np.zeros((0, len(METRIC_NAMES)), np.bool_))
+        return (np.asarray(self.kind, np.int8), np.asarray(self.metric, np.int64),
+                np.asarray(self.any, np.bool_), sets.astype(np.bool_),
+                np.asarray(self.base, np.int64), np.asarray(self.stale, np.int64))
+
+
+def patient_fields(pack) -> list[str]:
+    """The patient context columns a pack reads (its rules' names and its scores' inputs)."""
+    from ..ruleset.symbols import PATIENT_FIELDS
+
+    used = {n for r in pack.rules for n in r.evidence_names}
+    used |= {i for s in pack.scores.values() for i in s.inputs}
+    return [f for f in PATIENT_FIELDS if f in used]
+
+
+def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
+          until_us: int | None) -> Timeline:
+    """The evaluation timeline of ``pack`` over the cohort's patients.
+
+    ``tel`` must hold no reading after ``until_us`` (the pipeline cuts it there); without
+    ``until_us`` a cadence runs to each patient's last reading.
+    """
+    cols = _Columns()
+    obs: set[str] = set(pack.metrics)
+    obs_all = False
+    flags = []
+    for d in pack.detectors.values():
+        if d.kind == "silence":
+            if d.metrics is None:
+                obs_all = True
+            else:
+                obs.update(d.metrics)
+            cols.add(d.column, K.SILENCE, metrics=d.metrics or (), any_metric=d.metrics is None)
+            continue
+        metric = d.metrics[0]
+        obs.add(metric)
+        base = 0
+        if det is not None:
+            metric_key = det.plan.uses[d.column]
+            base = det.base.get(metric_key, 0)
+        cols.add(d.column, K.DET, metric=metric, base=base, stale=d.staleness_us)
+        if d.type.kind == "bool":
+            flags.append(d.column)
+    for m in pack.metrics:
+        cols.add(m, K.RAW, metric=m, stale=pack.staleness_us[m])
+    fresh_sets = sorted({r.confirm_metrics for r in pack.rules
+                         if r.enabled and r.confirm_readings > 1}, key=fresh_column)
+    for metrics in fresh_sets:
+        cols.add(fresh_column(metrics), K.FRESH, metrics=metrics or (),
+                 any_metric=metrics is None)
+
+    n_pat = cohort.size
+    index = tel.index
+    pser = tel.patient_series(n_pat)
+    scope = in_scope(pack, cohort.context)
+    has_until = until_us is not None
+    until = int(until_us) if has_until else 0
+    every = int(pack.evaluate_every_us or 0)
+    obs_mask = _metric_mask(obs)
+    cap, tick0, nticks = K.sizes(tel.ts, index.offsets, pser, index.metric, scope, cohort.start,
+                                 obs_all, obs_mask, every, has_until, until)
+    cap_off = np.concatenate([[0], np.cumsum(cap)]).astype(np.int64)
+    buf = POOL.empty(int(cap_off[-1]), np.int64)
+    count = K.times(tel.ts, index.offsets, pser, index.metric, scope, obs_all, obs_mask, every,
+                    has_until, until, cap_off, tick0, nticks, buf)
+    tl_off = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    n = int(tl_off[-1])
+    tl_ts = POOL.empty(n, np.int64)
+    tl_pat = POOL.empty(n, np.int32)
+    K.compact(buf, cap_off, count, tl_off, tl_ts, tl_pat)
+    del buf
+
+    kind, metric, any_metric, sets, base, stale = cols.arrays()
+    out = POOL.empty((len(cols.names), n), np.float64)
+    flat = det.flat if det is not None else np.zeros(1)
+    position = det.position if det is not None else np.zeros(index.n_series, np.int64)
+    K.columns(tel.ts, tel.x, index.offsets, pser, index.metric, position, cohort.start, tl_off,
+              tl_ts, kind, metric, any_metric, sets, base, stale, flat, out)
+
+    values = _frame(cols.names, kind, out, flags, n)
+    fields = patient_fields(pack)
+    if fields:
+        codes = pl.Series(tl_pat)
+        values = values.with_columns(cohort.context.get_column(f).gather(codes).alias(f)
+                                     for f in fields)
+    for score in pack.scores.values():
+        missing = [i for i in score.inputs if i not in values.columns]
+        if missing:
+            values = values.with_columns(pl.lit(None, pl.Float64).alias(i) for i in missing)
+        values = score.compute(values)
+    return Timeline(pack.name, cohort.ids, tl_pat, tl_ts, values)
+
+
+def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
+    """The kernel's output rows as typed polars columns without copying them: NaN is null (an
+    Arrow validity bitmap), flags and fresh readings become Booleans."""
+    if not names:
+        return pl.DataFrame(height=n)
+    valid = POOL.empty((len(names), (n + 7) // 8), np.uint8)
+    K.validity(out, valid)
+    series = []
+    for c, name in enumerate(names):
+        s = as_series(name, out[c], valid[c])
+        if kind[c] == K.FRESH:
+            s = s.cast(pl.Boolean)
+        elif name in flags:
+            s = s != 0
+        series.append(s.alias(name))
+    return pl.DataFrame(series, height=n)
+
+
+def ts_series(us: np.ndarray, name: str = "ts") -> pl.Series:
+    """int64 µs as a UTC timestamp Series."""
+    return pl.Series(name, us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TS_DTYPE)

@@ -1,0 +1,69 @@
+"""engine.memory: the pool that lets chunk after chunk reuse the same memory."""
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import polars as pl
+
+from engine.memory import MIN_POOLED_BYTES, Pool
+
+
+def test_pool_reuses_memory_only_once_every_user_has_gone():
+    pool = Pool()
+    n = MIN_POOLED_BYTES // 8
+    a = pool.empty((2, n), np.float64)
+    a[:] = 1.0
+    row = a[1]
+    col = pl.Series("c", row)                  # polars may keep a view of the memory
+    del a, row
+    gc.collect()
+    assert pool.kept_bytes == 0               # the Series still reads it
+    b = pool.empty((2, n), np.float64)        # so this is new memory
+    b[:] = 2.0
+    assert col.sum() == n
+    addr = b.__array_interface__["data"][0]
+    del b
+    gc.collect()
+    assert pool.kept_bytes == 2 * n * 8       # b is gone: its memory is kept ...
+    c = pool.empty((2, n), np.float64)
+    assert c.__array_interface__["data"][0] == addr     # ... and backs the next block
+    assert pool.empty((2, n), np.float64).__array_interface__["data"][0] != addr
+    small = pool.empty((4,), np.float64)      # small blocks are ordinary numpy arrays
+    assert small.base is None
+    del col, c
+    gc.collect()
+    pool.clear()
+    assert pool.kept_bytes == 0
+
+
+def test_pool_does_not_back_a_much_smaller_block_with_a_large_one():
+    pool = Pool()
+    big = pool.empty((4 * MIN_POOLED_BYTES,), np.uint8)
+    del big
+    gc.collect()
+    assert pool.kept_bytes == 4 * MIN_POOLED_BYTES
+    small = pool.empty((MIN_POOLED_BYTES,), np.uint8)
+    assert pool.kept_bytes == 4 * MIN_POOLED_BYTES    # not taken: it would pin 4x its size
+    del small
+
+def test_pool_takes_the_smallest_block_that_fits():
+    pool = Pool()
+    blocks = [pool.empty((k * MIN_POOLED_BYTES,), np.uint8) for k in (3, 1, 2)]
+    addrs = [b.__array_interface__["data"][0] for b in blocks]
+    del blocks
+    gc.collect()
+    assert pool.kept_bytes == 6 * MIN_POOLED_BYTES
+    got = pool.empty((MIN_POOLED_BYTES + 1,), np.uint8)        # the 2x block, not the 3x one
+    assert got.__array_interface__["data"][0] == addrs[2]
+    whole = pool.empty((3 * MIN_POOLED_BYTES,), np.uint8)
+    assert whole.__array_interface__["data"][0] == addrs[0]
+    assert pool.kept_bytes == MIN_POOLED_BYTES
+
+
+def test_pool_keeps_at_most_keep_bytes():
+    pool = Pool(keep_bytes=2 * MIN_POOLED_BYTES)
+    blocks = [pool.empty((MIN_POOLED_BYTES,), np.uint8) for _ in range(3)]
+    del blocks
+    gc.collect()
+    assert pool.kept_bytes == 2 * MIN_POOLED_BYTES
