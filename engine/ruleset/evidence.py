@@ -134,11 +134,12 @@ def _json_value(value) -> str:
 
 def _each(fn, values: list) -> list[str]:
     """``fn`` of each value, computed once per distinct value (scores, limits and flags repeat
-    across episodes). Keys carry the type: ``True == 1`` must not share a text with ``1``."""
+    across episodes). Keys carry the type (``True == 1`` must not share a text with ``1``) and
+    the sign of a zero (``-0.0 == 0.0``)."""
     memo: dict = {}
     out = []
     for v in values:
-        key = (type(v), v)
+        key = (type(v), v) if not (v == 0 and type(v) is float) else (float, str(v))
         text = memo.get(key)
         if text is None:
             text = memo[key] = fn(v)
