@@ -1,4 +1,4 @@
-"""Numerical knobs in one place (STYLE.md: never hard-coded at a decorator).
+"""Numerical knobs in one place, never hard-coded at a decorator.
 
 ``NUMBA_CACHE_DIR`` is set by :mod:`engine` before numba is imported, to a folder the user can
 write (``$VEILLE_CACHE_DIR`` or ``$XDG_CACHE_HOME/veille/numba``), so compiled kernels are cached

@@ -208,3 +208,11 @@ def within_follow_up(episodes: pl.DataFrame, patients: pl.DataFrame | None) -> p
 def sort_episodes(episodes: pl.DataFrame) -> pl.DataFrame:
     """Episodes in their canonical order: patient, opening time, rule."""
     return episodes.select(list(EPISODE_COLUMNS)).sort("patient_id", "opened_at", "rule_id")
+
+
+def combine(frames, patients: pl.DataFrame | None) -> pl.DataFrame:
+    """The episodes of every pack (and chunk) as one frame: within each patient's follow-up
+    (:func:`within_follow_up`), in canonical order (:func:`sort_episodes`)."""
+    frames = [f for f in frames if f.height]
+    episodes = pl.concat(frames) if frames else pl.DataFrame(schema=EPISODE_COLUMNS)
+    return sort_episodes(within_follow_up(episodes, patients))

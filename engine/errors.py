@@ -44,9 +44,5 @@ class RuleError(VeilleError):
         self.errors = errors or []
 
 
-class ModelError(VeilleError):
-    """A model artifact that is missing, tampered with or of an untrusted type."""
-
-
 class OutputError(VeilleError):
     """An output path that cannot be written (unknown extension, unwritable folder)."""

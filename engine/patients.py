@@ -1,4 +1,4 @@
-"""Patient context (DESIGN.md §1): programme, age, height, usual weight, SpO2 scale.
+"""Patient context: programme, age, height, usual weight, SpO2 scale, follow-up dates.
 
 The patient file is configuration written by the care team, so a bad row is an error that names
 the file, row and column rather than a quarantine: scoring a patient under the wrong programme
@@ -126,7 +126,3 @@ class Cohort:
         """Patients ``a..b`` (their codes start at 0)."""
         return Cohort(self.ids.slice(a, b - a), self.context.slice(a, b - a),
                       self.start[a:b])
-
-    def codes(self, ids: pl.Series) -> np.ndarray:
-        """The codes of ``ids`` (which must all be in the cohort)."""
-        return np.searchsorted(self.ids.to_numpy(), ids.to_numpy()).astype(np.int32)

@@ -27,7 +27,7 @@ import polars as pl
 
 from . import queue as queue_mod
 from .detect import DetectorPlan, arrays, detect_arrays
-from .episodes import EPISODE_COLUMNS, open_episodes, sort_episodes, within_follow_up
+from .episodes import combine, open_episodes
 from .errors import InputError
 from .ingest import IngestResult, Reconciliation, ingest
 from .ingest.index import SeriesIndex
@@ -257,8 +257,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     index = index if index is not None else SeriesIndex.of(telemetry)
     plan = plan if plan is not None else DetectorPlan.of(packs)
     cohort = Cohort.of(index.patient_ids, pats)
-    index = SeriesIndex(index.offsets, cohort.codes(index.patient_ids)[index.patient],
-                        index.metric, cohort.ids)
+    index = index.recode(cohort.ids)
     ts, x = arrays(telemetry)
     until_us = _us(until) if until is not None else None
     patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(cohort.size + 1))]
@@ -287,7 +286,6 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             timings["rules"] += t3 - t2
             timings["episodes"] += t4 - t3
     t = time.perf_counter()
-    episodes = (pl.concat(out) if out else pl.DataFrame(schema=EPISODE_COLUMNS))
-    episodes = sort_episodes(within_follow_up(episodes, pats))
+    episodes = combine(out, pats)
     timings["episodes"] += time.perf_counter() - t
     return episodes

@@ -1,6 +1,6 @@
 """The alert queue: episodes ranked into the list a coordination nurse works through.
 
-Priority (DESIGN.md §1): severity tier first (high, medium, low — IEC 60601-1-8's immediate,
+Priority: severity tier first (high, medium, low — IEC 60601-1-8's immediate,
 prompt and awareness responses), then the calibrated risk when a model gives one (higher first),
 then waiting time (the alert open longest first). Resolved episodes stay in the output for the
 record but get no priority. Alerts are grouped per patient: ``patient_rank`` orders patients by

@@ -1,4 +1,4 @@
-"""The telemetry contract (DESIGN.md §3): canonical metrics, units, LOINC codes, plausibility limits.
+"""The telemetry contract: canonical metrics, units, LOINC codes, plausibility limits.
 
 Everything here is declared once as data; :mod:`engine.ingest` applies it and the README table is
 generated from it. Limits are *plausibility* limits (what a device or a living person can report),
@@ -124,10 +124,3 @@ PATIENT_SCHEMA: dict[str, tuple[pl.DataType, bool, str]] = {
 
 PROGRAMMES = ("heart_failure", "copd", "diabetes", "covid_home", "sleep_apnoea",
               "post_bariatric", "older_home")
-
-
-def canonical_metric(name: str) -> str | None:
-    """Canonical metric name for a canonical name or a LOINC code, else None."""
-    if name in METRICS:
-        return name
-    return LOINC.get(name)

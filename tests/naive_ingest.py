@@ -117,7 +117,7 @@ def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
     Parameters
     ----------
     source : path, ``file.duckdb:table``, polars/pyarrow/pandas frame
-        Long-format telemetry (DESIGN.md §3).
+        Long-format telemetry.
     tz : str, optional
         IANA zone (e.g. ``"Europe/Paris"``) in which naive timestamps are read. Without it a naive
         timestamp is quarantined (``naive_timestamp``): guessing a zone would shift every alert.

@@ -1,6 +1,6 @@
 """Stateful, threshold and CGM detectors: kernels against references, boundaries, golden series.
 
-Three kinds of test, as STYLE.md asks of every kernel:
+Three kinds of test for every kernel:
 
 * property tests (hypothesis): each kernel equals its slow reference in ``tests/naive_state.py``
   on random irregular multi-series inputs (ties, long gaps, NaN at start/middle/end, empty and
@@ -10,7 +10,8 @@ Three kinds of test, as STYLE.md asks of every kernel:
 * golden regression tests: a seeded series with a known change at a known time, and the exact
   time the detector first crosses a decision value.
 
-Plus the real CGM traces of /work/shared/data/cgm (iglu test data) going through the CGM kernels.
+Plus real CGM traces (the published study files beside the repository, when present) going
+through the CGM kernels.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """NEWS2 (RCP 2017, Chart 1) on both sides of every cut-point, its risk bands, rounding, nulls, the
-pitfalls listed in CLINICAL.md, and a property test against a plain-Python reading of the chart.
+pitfalls seen in public implementations, and a property test against a plain-Python reading of the chart.
 """
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def test_spo2_scale_absent_or_null_is_scale_1():
     assert news2(with_null)["news2_spo2"].to_list() == [0, 3]
 
 
-# ---- pitfalls seen in public implementations (CLINICAL.md) ---------------------------------
+# ---- pitfalls seen in public implementations -------------------------------------------
 
 def test_pitfall_scale2_high_spo2_points_not_applied_on_air():
     assert scored("spo2", [93, 95, 97, 99], spo2_scale=2, on_oxygen=0) == [0, 0, 0, 0]

@@ -23,7 +23,9 @@ from engine.errors import InputError, OutputError
 from engine.schema import METRICS, PATIENT_SCHEMA, PROGRAMMES, TELEMETRY_SCHEMA
 from engine.synth import (DEFAULT_START, EVENT_MODELS, EVENTS_SCHEMA, generate_cohort,
                           read_cohort, write_cohort)
-from engine.synth.__main__ import main
+from typer.testing import CliRunner
+
+from cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "cohort"
@@ -392,16 +394,19 @@ def test_unwritable_or_missing_folders_are_veille_errors(tmp_path):
         read_cohort(tmp_path)
 
 
-def test_command_line(tmp_path, capsys):
+def test_command_line(tmp_path):
     out = tmp_path / "cohort"
-    assert main(["--patients", "7", "--days", "5", "--seed", "1", "--out", str(out),
-                 "--start", "2025-06-02"]) == 0
+    runner = CliRunner()
+    r = runner.invoke(app, ["generate", "--patients", "7", "--days", "5", "--seed", "1",
+                            "--out", str(out), "--start", "2025-06-02"])
+    assert r.exit_code == 0, r.output
     c = read_cohort(out)
     assert c.patients.height == 7
     assert c.telemetry["ts"].min() >= datetime(2025, 6, 2, tzinfo=timezone.utc)
-    assert "telemetry.parquet" in capsys.readouterr().out
-    assert main(["--patients", "0", "--days", "5", "--seed", "1", "--out", str(out)]) == 2
-    assert "'n_patients'" in capsys.readouterr().err
+    assert "telemetry.parquet" in r.output
+    r = runner.invoke(app, ["generate", "--patients", "7", "--days", "5", "--seed", "1",
+                            "--out", str(out), "--start", "June"])
+    assert r.exit_code == 2 and "--start must be an ISO date" in r.output
 
 
 # -- the shipped sample -----------------------------------------------------------------------
@@ -415,7 +420,7 @@ def test_shipped_sample_is_remade_by_its_command():
     for name in ("telemetry", "patients", "events"):
         assert_frame_equal(getattr(shipped, name), getattr(fresh, name))
     readme = (ROOT / "data_samples" / "README.md").read_text()
-    assert ("python -m engine.synth --patients 300 --days 42 --seed 20261126 "
+    assert ("uv run veille generate --patients 300 --days 42 --seed 20261126 "
             "--out data_samples/cohort") in readme
     for event_type in EVENT_MODELS:
         assert f"`{event_type}`" in readme, event_type

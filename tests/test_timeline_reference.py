@@ -120,8 +120,7 @@ def test_timelines_equal_reference(data):
         clean = clean.filter(pl.col("ts") <= until)
     index = SeriesIndex.of(clean)
     cohort = Cohort.of(index.patient_ids, patients)
-    index = SeriesIndex(index.offsets, cohort.codes(index.patient_ids)[index.patient],
-                        index.metric, cohort.ids)
+    index = index.recode(cohort.ids)
     ts, x = arrays(clean)
     det = detect_arrays(ts, x, index, DetectorPlan.of(RULES.packs))
     for pack in RULES.packs:

@@ -212,8 +212,8 @@ z-score of the reading against the patient's recent baseline (dimensionless).
     makes the next illness look normal. A nearly constant baseline (a device repeating its
     last value) gives a very large |z| for a small change: pair with an absolute condition.
 
-    Reference: personal baselines in COPD telemonitoring (CLINICAL.md, 'COPD and COVID-19
-    home follow-up': baselines from the first weeks cut false alarms).""", semantics=NULLS_Z))
+    Reference: personal baselines in COPD home telemonitoring, taken over the first weeks of
+    follow-up, cut false alarms (see rules/copd.yaml and its sources).""", semantics=NULLS_Z))
 
 
 # --- time beyond a threshold ---------------------------------------------------------------------
@@ -285,8 +285,8 @@ register("events_below", kernel=k.events_below, params=_EVENT_PARAMS, lookback=_
              side="below", what="CGM hypoglycaemia", recovered="x >= threshold + end_margin",
              consensus="""
     Consensus events: level 1 `threshold: 70`, level 2 `threshold: 54`, both with the default
-    15-minute start and end. An end at >= 70 mg/dL for a level-2 event, as CLINICAL.md reads
-    the consensus, is `threshold: 54, end_margin: 16`. Prolonged hypoglycaemia:
+    15-minute start and end. An end at >= 70 mg/dL for a level-2 event, one reading of the
+    consensus, is `threshold: 54, end_margin: 16`. Prolonged hypoglycaemia:
     `threshold: 54, min_duration: 2h` [to confirm].
 """,
              guidance="""sensor compression at night gives short false lows: the 15-minute

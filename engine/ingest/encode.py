@@ -33,10 +33,6 @@ class Encoded:
     key: np.ndarray
     values: pl.Series
 
-    def codes(self, table: np.ndarray) -> np.ndarray:
-        """The per-row codes ``table[key]`` (int32)."""
-        return np.asarray(table, dtype=np.int32)[self.key]
-
 
 @njit(**JIT)
 def run_starts(run):

@@ -70,6 +70,14 @@ class SeriesIndex:
         return SeriesIndex(offsets.astype(np.int64), (self.patient[s0:s1] - a).astype(np.int32),
                            self.metric[s0:s1].copy(), self.patient_ids.slice(a, b - a))
 
+    def recode(self, ids: pl.Series) -> "SeriesIndex":
+        """The same series with patient codes into ``ids``, a sorted superset of the index's
+        own ids (the run's cohort, which adds patients enrolled without telemetry)."""
+        if ids.len() == self.patient_ids.len():
+            return SeriesIndex(self.offsets, self.patient, self.metric, ids)
+        codes = np.searchsorted(ids.to_numpy(), self.patient_ids.to_numpy()).astype(np.int32)
+        return SeriesIndex(self.offsets, codes[self.patient], self.metric, ids)
+
     @classmethod
     def from_codes(cls, pcode: np.ndarray, mcode: np.ndarray, ids: pl.Series) -> "SeriesIndex":
         """The index of sorted rows given their patient codes (into ``ids``) and metric codes;

@@ -1,5 +1,5 @@
 """Rule packs: clinician-editable YAML rules, compiled to polars expressions and evaluated on
-each patient's evaluation timeline (DESIGN.md §4, rules/README.md).
+each patient's evaluation timeline (rules/README.md).
 
 ``load_rules(paths, sites)`` reads packs (and site overrides), reporting every mistake with
 ``file:line:col`` in one :class:`~engine.errors.RuleError`; the :class:`RuleSet` it returns

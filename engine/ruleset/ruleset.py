@@ -6,7 +6,6 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import detectors as _detectors
 from ..errors import RuleError
 from .compiled import CompiledPack, CompiledRule
 from .diagnostics import Diagnostics, did_you_mean
@@ -78,36 +77,6 @@ class RuleSet:
         raise RuleError(f"unknown rule '{rule_id}'. " + did_you_mean(rule_id, known,
                                                                      noun="rules"))
 
-    def detector_specs(self) -> dict[str, dict]:
-        """Every detector spec the packs need, for :func:`engine.detectors.evaluate`, keyed by
-        a name unique across packs (``pack.detector``). Params are substituted; ``staleness`` is
-        kept. Silence detectors are evaluated at timeline times and are not listed."""
-        return {d.column: dict(d.spec) for p in self.packs for d in p.detectors.values()
-                if d.kind == "detector"}
-
-    def lookback(self) -> int:
-        """µs of telemetry history needed before the first time to evaluate exactly.
-
-        The longest of, per pack: detector lookback + its staleness, plus the longest ``for:``
-        and ``cooldown`` (a run or a cooldown may have started before). A detector that needs
-        all history (``since_last``, silence) makes it :data:`engine.detectors.ALL_HISTORY`.
-        A rule with ``confirm_readings`` N >= 2 counts the readings of its run, which may have
-        begun more than ``for`` before: on a window this long it may fire later than on the
-        whole history (never earlier), once N readings fall inside the window.
-        """
-        need = 0
-        for p in self.packs:
-            rules = [r for r in p.rules if r.enabled]
-            tail = max((r.for_us for r in rules), default=0) + max(
-                (r.cooldown_us for r in rules), default=0)
-            for d in p.detectors.values():
-                if d.lookback_us >= _detectors.ALL_HISTORY:
-                    return _detectors.ALL_HISTORY
-                need = max(need, d.lookback_us + (d.staleness_us or 0) + tail)
-            for m in p.metrics:
-                need = max(need, p.staleness_us[m] + tail)
-        return need
-
     def evaluate(self, telemetry: pl.DataFrame, patients: pl.DataFrame | None = None, *,
                  until=None) -> pl.DataFrame:
         """Episodes of every enabled rule, one row per episode.
@@ -115,7 +84,7 @@ class RuleSet:
         Parameters
         ----------
         telemetry : pl.DataFrame
-            Clean telemetry (patient_id, ts, metric, value; see DESIGN.md §3).
+            Clean telemetry (patient_id, ts, metric, value), as ingest gives it.
         patients : pl.DataFrame, optional
             Patient context (programme, age, spo2_scale, enrolled_at...). Without it, or for a
             patient not in it, only packs with ``cohort: any`` apply.

@@ -270,6 +270,32 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     return Timeline(pack.name, cohort.ids, tl_pat, tl_ts, values)
 
 
+def timelines(det: Detections, patients: pl.DataFrame | None, packs, *,
+              until=None) -> dict[str, Timeline]:
+    """Every pack's timeline over the telemetry ``det`` was computed on (``detect``'s result),
+    as a library caller chains the stages; ``until`` is the run's as-of time (aware datetime).
+
+    The telemetry must hold no reading after ``until`` (the pipeline cuts it there).
+    """
+    if det.clean is None:
+        raise ValueError("these detections were computed on arrays; give detect() the frame")
+    cohort = Cohort.of(det.index.patient_ids, patients)
+    index = det.index.recode(cohort.ids)
+    tel = Telemetry(*_arrays(det.clean), index)
+    until_us = None if until is None else _epoch_us(until)
+    return {p.name: build(p, tel, det, cohort, until_us) for p in packs}
+
+
+def _epoch_us(t) -> int:
+    import datetime as dt
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+
+
+def _arrays(clean: pl.DataFrame):
+    from ..detect import arrays
+    return arrays(clean)
+
+
 def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
     """The kernel's output rows as typed polars columns without copying them: NaN is null (an
     Arrow validity bitmap), flags and fresh readings become Booleans."""
