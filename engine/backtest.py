@@ -45,6 +45,60 @@ NO_PRODROME_GRACE = dt.timedelta(hours=24)
 #: alerts this long after the event are attributed to it (late, but not false)
 LATE_GRACE = dt.timedelta(hours=24)
 
+EVENT_COLUMNS = ("patient_id", "event_type", "onset", "event_time")
+
+
+def load_events(source, *, tz: str | None = None, skip_unknown: bool = False,
+                name: str | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Read and check a labelled-events table; returns the events and the count of each event
+    type no pack is meant to detect (dropped only with ``skip_unknown``).
+
+    Columns: ``patient_id``, ``event_type`` (one of :data:`EVENT_PACKS`), ``onset`` and
+    ``event_time`` (timestamps, or ISO text read in ``tz`` when it has no offset).
+    """
+    from .errors import InputError
+    from .ingest import check_zone
+    from .ingest.times import OK, to_utc_us
+    from .sources import read_table
+
+    label = name or (str(source) if not isinstance(source, pl.DataFrame) else "<events>")
+    raw = read_table(source, what="events")
+    missing = [c for c in EVENT_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InputError(f"the events table is missing column(s) {', '.join(missing)}; it needs "
+                         f"{', '.join(EVENT_COLUMNS)}; found: {', '.join(raw.columns)}.",
+                         path=label, column=missing[0])
+    if tz is not None:
+        check_zone(tz)
+    out = {"patient_id": raw["patient_id"].cast(pl.String).str.strip_chars(),
+           "event_type": raw["event_type"].cast(pl.String).str.strip_chars()}
+    for col in ("onset", "event_time"):
+        if not (raw[col].dtype == pl.String or isinstance(raw[col].dtype, pl.Datetime)):
+            raise InputError(f"has type {raw[col].dtype}; expected a timestamp or ISO-8601 "
+                             "text.", path=label, column=col)
+        us, flag = to_utc_us(raw[col], tz)
+        bad = flag != OK
+        if bad.any():
+            i = int(bad.argmax())
+            hint = " (no time zone: give --tz)" if raw[col].dtype == pl.String else ""
+            raise InputError(f"{raw[col][i]!r} is not a usable time{hint}.", path=label,
+                             row=i + 1, column=col)
+        out[col] = pl.Series(us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    events = pl.DataFrame(out).with_columns(
+        *(raw[c].cast(pl.String).alias(c) for c in ("severity", "programme")
+          if c in raw.columns))
+    counts = events.group_by("event_type").len()
+    unknown = {t: n for t, n in counts.iter_rows() if t not in EVENT_PACKS}
+    if unknown and not skip_unknown:
+        listed = ", ".join(f"'{t}' ({n} events)" for t, n in sorted(unknown.items()))
+        raise InputError(f"event type(s) {listed} are not known: no pack is meant to detect "
+                         f"them, so they would count as neither caught nor missed. Known types: "
+                         f"{', '.join(EVENT_PACKS)}. Rename them to these, or pass "
+                         "--skip-unknown-events to leave them out (they are then listed).",
+                         path=label, column="event_type")
+    return events.filter(pl.col("event_type").is_in(list(EVENT_PACKS))), unknown
+
+
 BACKTEST_COLUMNS = ("pack", "events", "detected", "sensitivity", "median_lead_h",
                     "detected_24h", "episodes", "patient_days", "alerts_per_100_pd",
                     "unmatched_share")

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .schema import PATIENT_SCHEMA, PROGRAMMES
+from .schema import EARLIEST, PATIENT_SCHEMA, PROGRAMMES
 from .sources import read_table
 
 
@@ -51,8 +51,9 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
             raise InputError(f"value {s[i]!r} is not valid: expected {desc} ({dtype}).",
                              path=name, row=i + 1, column=col)
         out[col] = conv.alias(col)
-    df = pl.DataFrame(out)
-    pid_missing = df["patient_id"].is_null() | (df["patient_id"].str.strip_chars() == "")
+    # ids are compared stripped of surrounding spaces, as ingest strips telemetry's
+    df = pl.DataFrame(out).with_columns(pl.col("patient_id").str.strip_chars())
+    pid_missing = df["patient_id"].is_null() | (df["patient_id"] == "")
     if pid_missing.any():
         raise InputError("patient_id is empty.", path=name, row=int(pid_missing.arg_true()[0]) + 1,
                          column="patient_id")
@@ -71,6 +72,13 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         i = int((~scale.is_in([1, 2])).arg_true()[0])
         raise InputError("spo2_scale must be 1 or 2 (scale 2 only for a prescribed 88-92 % "
                          "target).", path=name, row=i + 1, column="spo2_scale")
+    for col in ("enrolled_at", "discharged_at"):
+        early = df[col] < EARLIEST
+        if early.any():
+            i = int(early.arg_true()[0])
+            raise InputError(f"{df[col][i].isoformat()} is before {EARLIEST.date()}: not a "
+                             "plausible date of home telemonitoring (a default or reset date?).",
+                             path=name, row=i + 1, column=col)
     ages = df["age"]
     if ((ages < 0) | (ages > 130)).any():
         i = int(((ages < 0) | (ages > 130)).arg_true()[0])

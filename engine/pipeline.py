@@ -38,8 +38,12 @@ from .timeline import Telemetry, build
 
 #: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
 #: small enough that the chunk's detector outputs and timelines stay in a few hundred MB
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 2_000_000
 STAGES = ("ingest", "detect", "timeline", "rules", "episodes", "queue")
+#: the furthest a queue may be drawn up after the latest reading of the input: beyond it the
+#: export is stale (a year of silence for every device) and an evaluation cadence would run over
+#: a span no telemonitoring programme has
+MAX_AS_OF_AFTER_LATEST = dt.timedelta(days=366)
 
 
 @dataclass
@@ -112,7 +116,8 @@ class Engine:
         timings = {"ingest": inputs.seconds}
         ing, pats = inputs.ingest, inputs.patients
         require_usable(ing)
-        until = as_of if as_of is not None else ing.clean["ts"].max()
+        until = check_as_of(as_of, ing, inputs.now) if as_of is not None \
+            else ing.clean["ts"].max()
         clean, index, report = cut_after(ing, until)
         episodes = evaluate_packs(self.ruleset.packs, clean, pats, until=until, index=index,
                                   plan=self.plan, timings=timings, progress=progress)
@@ -132,6 +137,7 @@ class Inputs:
     ingest: IngestResult
     patients: pl.DataFrame | None
     seconds: float
+    now: dt.datetime | None = None
 
 
 def load_inputs(telemetry, patients=None, *, tz: str | None = None,
@@ -144,6 +150,7 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
     line does: reading a large export overlaps the packs' parsing and the kernels' loading).
     """
     t = time.perf_counter()
+    now = now or dt.datetime.now(dt.timezone.utc)
     pats = None
     if patients is not None:
         if programme is not None:
@@ -156,7 +163,7 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
     if programme is not None:
         pats = check_patients(pl.DataFrame({"patient_id": ing.index.patient_ids,
                                             "programme": programme}), name="--programme")
-    return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t)
+    return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t, now=now)
 
 
 #: what to do about the commonest reasons a whole input is quarantined
@@ -186,6 +193,27 @@ def require_usable(ing: IngestResult) -> None:
     fix = _FIXES.get(reasons[0][0], "see the quarantine reasons") if reasons else ""
     raise InputError(f"no usable row: all {rep.rows_in:,} rows were quarantined ({listed}). "
                      f"Fix: {fix}.", path=rep.source)
+
+
+def check_as_of(as_of: dt.datetime, ing: IngestResult, now: dt.datetime | None) -> dt.datetime:
+    """``as_of`` checked against the run: aware, not in the future, and not absurdly after the
+    latest reading (an evaluation cadence runs up to it)."""
+    from .ingest import FUTURE_TOLERANCE
+
+    if not isinstance(as_of, dt.datetime) or as_of.tzinfo is None:
+        raise InputError(f"as_of must be a timezone-aware datetime. Got {as_of!r} instead.")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if as_of > now + FUTURE_TOLERANCE:
+        raise InputError(f"--as-of {as_of.isoformat()} is in the future (the run time is "
+                         f"{now.isoformat(timespec='seconds')}): a queue is drawn up for a "
+                         "moment that has passed.")
+    latest = ing.clean["ts"].max()
+    if as_of > latest + MAX_AS_OF_AFTER_LATEST:
+        raise InputError(f"--as-of {as_of.isoformat()} is more than "
+                         f"{MAX_AS_OF_AFTER_LATEST.days} days after the latest reading of the "
+                         f"input ({latest.isoformat()}): the export is stale or --as-of is "
+                         "mistyped.", path=ing.report.source)
+    return as_of
 
 
 def cut_after(ing: IngestResult, until: dt.datetime):
@@ -221,6 +249,25 @@ def _patients_table(patients) -> pl.DataFrame | None:
     if not isinstance(patients, pl.DataFrame) or "patient_id" not in patients.columns:
         raise InputError("patients must be a polars DataFrame with a 'patient_id' column.")
     return patients.unique("patient_id", keep="first", maintain_order=True)
+
+
+def _chunk_weights(packs, ts, index, cohort, patient_rows, until_us) -> np.ndarray:
+    """Cumulative work per patient (int64[P+1]): its rows, plus the cadence ticks of the packs
+    evaluated on a cadence from its first reading (or enrolment) to ``until`` — so that a
+    patient whose readings span years is a chunk of its own rather than a timeline that
+    swamps memory."""
+    rows = np.diff(patient_rows)
+    cadences = [p.evaluate_every_us for p in packs if p.evaluate_every_us]
+    if not cadences or until_us is None or cohort.size == 0:
+        return patient_rows
+    first = np.full(cohort.size, np.iinfo(np.int64).max, np.int64)
+    if index.n_series:
+        np.minimum.at(first, index.patient, ts[index.offsets[:-1]])
+    first = np.minimum(first, np.where(cohort.start == cohort.NO_START,
+                                       np.iinfo(np.int64).max, cohort.start))
+    span = np.where(first < until_us, until_us - np.minimum(first, until_us), 0)
+    ticks = sum(span // every + 1 for every in cadences)
+    return np.concatenate([[0], np.cumsum(rows + ticks)]).astype(np.int64)
 
 
 def chunks(patient_rows: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
@@ -261,8 +308,9 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     ts, x = arrays(telemetry)
     until_us = _us(until) if until is not None else None
     patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(cohort.size + 1))]
+    weight = _chunk_weights(packs, ts, index, cohort, patient_rows, until_us)
     out = []
-    for a, b in chunks(patient_rows, chunk_rows):
+    for a, b in chunks(weight, chunk_rows):
         r0, r1 = int(patient_rows[a]), int(patient_rows[b])
         sub = index.patients(a, b)
         tel = Telemetry(ts[r0:r1], x[r0:r1], sub)

@@ -6,6 +6,7 @@ not clinical thresholds: a value outside them is quarantined, never clipped.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -22,6 +23,10 @@ TELEMETRY_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
 }
 REQUIRED_COLUMNS = ("patient_id", "ts", "metric", "value")
+#: the earliest plausible reading (or enrolment): home telemonitoring devices of this kind did not
+#: exist before, and a device whose clock was reset sends 1970-01-01 (Unix) or 2000-01-01 (many
+#: real-time clock chips) dates — readings before this are quarantined (``timestamp_too_early``)
+EARLIEST = dt.datetime(2000, 1, 2, tzinfo=dt.timezone.utc)
 OPTIONAL_COLUMNS = ("unit", "source")
 
 

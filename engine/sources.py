@@ -79,7 +79,8 @@ def read_duckdb(path: str, table: str) -> pl.DataFrame:
     if not Path(path).exists():
         raise InputError("DuckDB file not found.", path=path)
     try:
-        con = duckdb.connect(path, read_only=True)
+        # an input database is untrusted: read-only, and a view in it cannot read other files
+        con = duckdb.connect(path, read_only=True, config={"enable_external_access": False})
     except duckdb.Error as exc:
         raise InputError(f"cannot be opened as a DuckDB database ({_short(exc)}).",
                          path=path) from None
@@ -92,7 +93,20 @@ def read_duckdb(path: str, table: str) -> pl.DataFrame:
             raise InputError(f"has no table '{table}'; its tables: {', '.join(tables) or 'none'}.",
                              path=path)
         ident = ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
-        return pl.DataFrame(pl.from_arrow(con.sql(f"select * from {ident}").to_arrow_table()))
+        try:
+            rel = con.sql(f"select * from {ident}")
+            types = dict(zip(rel.columns, (str(t) for t in rel.types)))
+            for col, t in types.items():
+                if t.startswith(("INTERVAL", "MAP", "UNION", "BIT", "BLOB")):
+                    raise InputError(f"has DuckDB type {t}, which veille does not read; cast it "
+                                     "(a time as TIMESTAMPTZ or ISO text, a value as a number) "
+                                     "in a view.", path=f"{path}:{table}", column=col)
+            return pl.DataFrame(pl.from_arrow(rel.to_arrow_table()))
+        except duckdb.Error as exc:
+            raise InputError(f"cannot be read ({_short(exc)}).", path=f"{path}:{table}") from None
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            raise InputError(f"holds a column veille cannot read ({_short(exc)}).",
+                             path=f"{path}:{table}") from None
     finally:
         con.close()
 

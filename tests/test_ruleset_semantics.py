@@ -347,15 +347,17 @@ def test_site_values_outside_the_pack_bounds_are_errors():
             "by the pack at rules/hf.yaml:8:40)") in str(info.value)
 
 
-def test_detector_specs_and_lookback():
+def test_the_detectors_of_every_pack_form_one_plan():
+    from engine.detect import DetectorPlan
+
     rs = load_rules_text({"rules/hf.yaml": HF,
                           "p.yaml": pack(spo2_rule(), detectors="low: {metric: spo2, fn: min, "
                                                                 "window: 1h}")})
-    specs = rs.detector_specs()
-    assert specs == {"hf.gain": {"metric": "weight", "fn": "delta", "window": "3d"},
-                     "p.low": {"metric": "spo2", "fn": "min", "window": "1h"}}
-    # 3 days of window + 36 h of staleness for the weight delta
-    assert rs.lookback() == (3 * 24 + 36) * 60 * MIN
+    plan = DetectorPlan.of(rs.packs)
+    assert plan.uses == {"hf.gain": ("weight", "delta(window=3d)"),
+                         "p.low": ("spo2", "min(window=1h)")}
+    # what an incremental run will read back: 3 days of window for the weight delta
+    assert rs.pack("hf").detectors["gain"].lookback_us == 3 * 24 * 60 * MIN
 
 
 def test_scores_are_computed_on_the_timeline():

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..errors import VeilleError
 from ..paths import bundled
+from ._common import fail as _fail
+from ._common import say
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Validate, test and explain rule packs.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Paths = Annotated[list[Path], typer.Argument(
     help="Rule pack files or folders (a folder's *.yaml; its sites/ subfolder is not a pack). "
@@ -26,12 +25,6 @@ Paths = Annotated[list[Path], typer.Argument(
 Sites = Annotated[list[Path], typer.Option(
     "--site", help="Site override file (repeatable), e.g. rules/sites/meuse.yaml; its own tests "
                    "run too.")]
-
-
-def _fail(exc: VeilleError) -> None:
-    # markup=False: messages quote YAML like [0d, 80.0], which rich would read as markup
-    err.print(f"error: {exc}", markup=False)
-    raise typer.Exit(exc.exit_code)
 
 
 def _load(paths: list[Path], sites: list[Path]):
@@ -52,7 +45,7 @@ def test(paths: Paths = None, site: Sites = [],
         report = rs.run_tests()
     except VeilleError as exc:
         _fail(exc)
-    out.print(report.render(verbose=verbose), markup=False)
+    say(report.render(verbose=verbose))
     if not report.passed:
         raise typer.Exit(1)
 
@@ -64,10 +57,9 @@ def validate(paths: Paths = None, site: Sites = []) -> None:
     n_tests = sum(len(p.tests) for p in rs.packs)
     for p in rs.packs:
         extra = f" (sites: {', '.join(p.sites)})" if p.sites else ""
-        out.print(f"ok  {p.path}: pack {p.name} {p.version}, {len(p.rules)} rules, "
-                  f"{len(p.tests)} tests{extra}", markup=False)
-    out.print(f"{len(rs.packs)} packs, {len(rs.rules)} enabled rules, {n_tests} tests: valid.",
-              markup=False)
+        say(f"ok  {p.path}: pack {p.name} {p.version}, {len(p.rules)} rules, "
+            f"{len(p.tests)} tests{extra}")
+    say(f"{len(rs.packs)} packs, {len(rs.rules)} enabled rules, {n_tests} tests: valid.")
 
 
 @app.command("explain")
@@ -83,4 +75,4 @@ def explain(rule_id: Annotated[str, typer.Argument(help="A rule id, e.g. "
         text = rs.explain(rule_id)
     except VeilleError as exc:
         _fail(exc)
-    out.print(text, markup=False)
+    say(text)

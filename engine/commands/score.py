@@ -11,11 +11,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..paths import bundled, sample_cohort
-from ..sinks import output_format, write_frame
-from ._common import console, err_console, friendly_errors
+from ..sinks import check_outputs, output_format, write_frames
+from ._common import cell, console, err_console, friendly_errors, say
 
-STAGES = {"ingest": "checking and normalising telemetry", "rules": "running detectors and rules",
-          "queue": "ranking the alert queue"}
+STAGES = {"ingest": "checking and normalising telemetry", "detect": "running detectors",
+          "timeline": "building evaluation timelines", "rules": "evaluating rules",
+          "episodes": "opening episodes", "queue": "ranking the alert queue"}
 
 
 def quarantine_path(out: Path) -> Path:
@@ -58,34 +59,40 @@ def score(
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
     from ..pipeline import Engine, load_inputs
+    from ..warmup import is_cached, warmup
 
     started = time.perf_counter()
-    output_format(out)  # fail on a bad extension before any work
     as_of_dt = parse_as_of(as_of)
     renames = parse_columns(columns)
     if telemetry is None:
         telemetry, sample_patients = sample_cohort()
         patients = patients or sample_patients
-        console.print(f"scoring the bundled sample cohort [dim]({telemetry})[/]")
+        say(f"scoring the bundled sample cohort ({telemetry})")
+    q_path = quarantine_path(out)
+    check_outputs([out, q_path], inputs=[telemetry, patients])
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(STAGES["ingest"], total=None)
-        # reading the telemetry (polars, off the GIL) overlaps loading the packs and kernels
+        # reading the telemetry (polars and numba, mostly off the GIL) overlaps loading the packs
+        # and the pipeline's compiled kernels
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(
                 load_inputs, str(telemetry), str(patients) if patients else None, tz=tz,
                 columns=renames, metric=metric, unit=unit, programme=programme)
             try:
-                _notice_compilation()
+                if not is_cached():
+                    say("compiling the kernels (first run after install; later runs load them "
+                        "from the on-disk cache)…", err=True)
                 engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
+                warmup(engine.ruleset)
             finally:
                 inputs = pending.result()  # an input error wins: it is the first to fix
         result = engine.score_inputs(
             inputs, as_of=as_of_dt,
             progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
-    q_path = quarantine_path(out)
-    write_frame(result.quarantine, q_path, table="quarantine")
-    write_frame(result.queue, out, table="alerts")
+        t = time.perf_counter()
+        write_frames([(result.quarantine, q_path, "quarantine"), (result.queue, out, "alerts")])
+        result.timings["write"] = time.perf_counter() - t
     _render(result, out, q_path, time.perf_counter() - started, top)
 
 
@@ -123,36 +130,36 @@ def parse_as_of(text: str | None):
     return value.astimezone(dt.timezone.utc)
 
 
-def _notice_compilation() -> None:
-    try:
-        from ..detectors import is_cached
-    except ImportError:
-        return
-    if not is_cached():
-        err_console.print("compiling detectors (first run after install; later runs use the "
-                          "on-disk cache)…")
-
-
 def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
+    from ..pipeline import _FIXES
+
     rep = result.report
-    console.print(f"rows     {rep.summary()}")
+    say(f"rows     {rep.summary()}")
     if rep.by_reason:
-        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(rep.by_reason.items(),
-                                                             key=lambda kv: -kv[1]))
-        console.print(f"         quarantined: {reasons}")
-    n_pat = result.patients.height if result.patients is not None else rep.patients
-    console.print(f"patients {rep.patients:,} with usable telemetry ({n_pat:,} in the patients "
-                  "table)" if result.patients is not None else
-                  f"patients {rep.patients:,} with usable telemetry (no patients table: only "
-                  "packs scoped to any cohort apply)")
+        reasons = sorted(rep.by_reason.items(), key=lambda kv: -kv[1])
+        say("         quarantined: " + ", ".join(f"{k} {v:,}" for k, v in reasons))
+        top_reason, count = reasons[0]
+        if count * 2 >= rep.rows_in and top_reason in _FIXES:
+            say(f"note     most rows were quarantined as {top_reason}: {_FIXES[top_reason]}.")
+    unknown = result.quarantine.filter(result.quarantine["reason"] == "unknown_patient")
+    if unknown.height:
+        ids = unknown["patient_id"].str.strip_chars().unique(maintain_order=True)
+        shown = ", ".join(ids.head(5).to_list()) + (", …" if ids.len() > 5 else "")
+        say(f"unknown  {ids.len():,} telemetry patients are not in the patients table (their "
+            f"{unknown.height:,} rows are quarantined, no alert is raised for them): {shown}")
+    if result.patients is not None:
+        say(f"patients {rep.patients:,} with usable telemetry ({result.patients.height:,} in the "
+            "patients table)")
+    else:
+        say(f"patients {rep.patients:,} with usable telemetry (no patients table: only packs "
+            "scoped to any cohort apply)")
     s = result.alerts_by_severity
-    console.print(f"alerts   open: high {s['high']:,}, medium {s['medium']:,}, low {s['low']:,} "
-                  f"— {s['patients']:,} patients to call; {s['resolved']:,} episodes already "
-                  "resolved")
-    console.print(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
-                  f"({result.quarantine.height:,} rows)")
+    say(f"alerts   open: high {s['high']:,}, medium {s['medium']:,}, low {s['low']:,} — "
+        f"{s['patients']:,} patients to call; {s['resolved']:,} episodes already resolved")
+    say(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
+        f"({result.quarantine.height:,} rows)")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-    console.print(f"time     {seconds:.2f} s ({stages})")
+    say(f"time     {seconds:.2f} s ({stages})")
     open_q = result.queue.filter(result.queue["status"] == "open")
     if top and open_q.height:
         table = Table(title="Call first", show_lines=False)
@@ -160,6 +167,6 @@ def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
             table.add_column(col)
         firsts = open_q.unique("patient_id", keep="first", maintain_order=True).head(top)
         for r in firsts.iter_rows(named=True):
-            table.add_row(str(r["patient_rank"]), r["patient_id"], r["severity"], r["rule_id"],
-                          r["reason"] or "")
+            table.add_row(cell(r["patient_rank"]), cell(r["patient_id"]), cell(r["severity"]),
+                          cell(r["rule_id"]), cell(r["reason"]))
         console.print(table)

@@ -31,7 +31,8 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
-from ..schema import METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA, TS_DTYPE
+from ..schema import (EARLIEST, METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA,
+                      TS_DTYPE)
 from ..sources import read_table
 from . import kernels as K
 from . import times
@@ -79,9 +80,6 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 
 #: clock skew tolerated before a timestamp counts as "in the future"
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-#: readings before this are quarantined (``timestamp_too_early``): home telemonitoring devices
-#: of this kind did not exist before; a device whose clock was reset sends 1970 or 2000 dates
-EARLIEST = dt.datetime(2000, 1, 2, tzinfo=dt.timezone.utc)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 

@@ -1,7 +1,10 @@
 """Sinks: write frames atomically, by the output path's extension.
 
 A run never leaves a half-written output: each file is written to a temporary name in the same
-folder and renamed over the target only once complete (``os.replace`` is atomic on POSIX).
+folder and renamed over the target only once complete (``os.replace`` is atomic on POSIX), and a
+run's files (the queue and its quarantine) are all written before any is renamed, so an error
+while writing leaves every one of them as it was. :func:`check_outputs` refuses, before any
+work, a path that is a folder, under a file, or one of the run's inputs.
 """
 from __future__ import annotations
 
@@ -26,35 +29,139 @@ def output_format(path: str | Path) -> str:
     return fmt
 
 
-def write_frame(frame: pl.DataFrame, path: str | Path, *, table: str = "alerts") -> Path:
-    """Write ``frame`` to ``path`` (Parquet, JSON Lines, CSV or a DuckDB table), atomically."""
-    path = Path(path)
-    fmt = output_format(path)
-    if fmt == "duckdb" and path.exists():
-        return _replace_duckdb_table(frame, path, table)
+def check_outputs(paths, inputs=()) -> None:
+    """Refuse, before any work, output paths that cannot be written or that would overwrite an
+    input: a folder where a file is expected, a parent that is a file, an output naming one of
+    the ``inputs`` (a file, or the file of a ``file.duckdb:table``)."""
+    read = {_real(str(p).split(":")[0] if _is_duckdb_table(p) else p) for p in inputs if p}
+    for path in paths:
+        path = Path(path)
+        output_format(path)
+        if path.is_dir():
+            raise OutputError(f"{path}: is a folder; give a file name such as "
+                              f"{path / 'queue.parquet'}.")
+        parent = next((a for a in [path.parent, *path.parent.parents] if a.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise OutputError(f"{path}: cannot create the folder: {parent} is a file.")
+        if _real(path) in read:
+            raise OutputError(f"{path}: is an input of this run; writing the queue there would "
+                              "overwrite it. Choose another --out.")
+
+
+def _is_duckdb_table(p) -> bool:
+    from ..sources import _DUCKDB
+    return bool(_DUCKDB.match(str(p)))
+
+
+def _real(p) -> str:
+    return os.path.realpath(os.fspath(p))
+
+
+def write_frames(items) -> list[Path]:
+    """Write several ``(frame, path, table)`` together: every file is written to a temporary
+    name first and renamed over its target only once all are complete, so an error while writing
+    (a full disk, a bad folder) leaves none of them changed. Two tables of one DuckDB file are
+    written in one transaction."""
+    items = [(f, Path(p), t) for f, p, t in items]
+    by_db: dict[Path, list] = {}
+    files = []
+    for frame, path, table in items:
+        if output_format(path) == "duckdb":
+            by_db.setdefault(path, []).append((frame, table))
+        else:
+            files.append((frame, path))
+    temps = []
+    try:
+        for frame, path in files:
+            temps.append((_write_temp(frame, path), path))
+        for path, tables in by_db.items():
+            if path.exists():
+                _replace_duckdb_tables(tables, path)
+            else:
+                temps.append((_write_temp_duckdb(tables, path), path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); nothing was "
+                          "written.") from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return [p for _, p, _ in items]
+
+
+def _mkdir(path: Path) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create the folder ({exc.strerror}).") from None
+    return folder
+
+
+def _write_temp(frame: pl.DataFrame, path: Path) -> str:
+    folder = _mkdir(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
+        fmt = output_format(path)
         if fmt == "parquet":
             frame.write_parquet(tmp, compression="zstd", statistics=True)
         elif fmt == "jsonl":
             _write_jsonl(frame, tmp)
-        elif fmt == "csv":
-            frame.write_csv(tmp)
         else:
-            _write_duckdb(frame, tmp, table)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot be written ({exc.strerror}).") from None
-    finally:
+            frame.write_csv(tmp)
+    except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+        raise
+    return tmp
+
+
+def _write_temp_duckdb(tables, path: Path) -> str:
+    import duckdb
+
+    folder = _mkdir(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)  # duckdb creates the file itself
+    con = duckdb.connect(tmp)
+    try:
+        for frame, table in tables:
+            con.register("frame_view", frame.to_arrow())
+            con.sql(f'create table "{table}" as select * from frame_view')
+            con.unregister("frame_view")
+    finally:
+        con.close()
+    return tmp
+
+
+def _replace_duckdb_tables(tables, path: Path) -> None:
+    """Replace tables of an existing database in a single transaction (other tables kept)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.Error as exc:
+        raise OutputError(f"{path}: cannot be opened as a DuckDB database ({exc}).") from None
+    try:
+        con.sql("begin transaction")
+        for frame, table in tables:
+            con.register("frame_view", frame.to_arrow())
+            con.sql(f'create or replace table "{table}" as select * from frame_view')
+            con.unregister("frame_view")
+        con.sql("commit")
+    except duckdb.Error as exc:
+        con.sql("rollback")
+        raise OutputError(f"{path}: cannot be written ({exc}); nothing was changed.") from None
+    finally:
+        con.close()
+
+
+def write_frame(frame: pl.DataFrame, path: str | Path, *, table: str = "alerts") -> Path:
+    """Write ``frame`` to ``path`` (Parquet, JSON Lines, CSV or a DuckDB table), atomically."""
+    return write_frames([(frame, path, table)])[0]
 
 
 def _write_jsonl(frame: pl.DataFrame, tmp: str) -> None:
@@ -67,33 +174,3 @@ def _write_jsonl(frame: pl.DataFrame, tmp: str) -> None:
                 elif hasattr(v, "isoformat"):
                     row[k] = v.isoformat()
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _replace_duckdb_table(frame: pl.DataFrame, path: Path, table: str) -> Path:
-    """Replace one table of an existing database in a single transaction (other tables kept)."""
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(path))
-    except duckdb.Error as exc:
-        raise OutputError(f"{path}: cannot be opened as a DuckDB database ({exc}).") from None
-    try:
-        con.register("frame_view", frame.to_arrow())
-        con.sql("begin transaction")
-        con.sql(f'create or replace table "{table}" as select * from frame_view')
-        con.sql("commit")
-    finally:
-        con.close()
-    return path
-
-
-def _write_duckdb(frame: pl.DataFrame, tmp: str, table: str) -> None:
-    import duckdb
-
-    os.unlink(tmp)  # duckdb creates the file itself
-    con = duckdb.connect(tmp)
-    try:
-        con.register("frame_view", frame.to_arrow())
-        con.sql(f'create table "{table}" as select * from frame_view')
-    finally:
-        con.close()

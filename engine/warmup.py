@@ -1,0 +1,57 @@
+"""Load (or, after an install, compile) every kernel a run calls, ahead of the data.
+
+Numba compiles a kernel on its first call and caches it on disk (``cache=True``, in the folder
+``engine/__init__.py`` sets as ``NUMBA_CACHE_DIR``); later processes load it from there, which
+still takes a few hundred milliseconds for the whole pipeline. The command line calls
+:func:`warmup` while the telemetry is being read, so that time overlaps the reading, and
+:func:`is_cached` to say when the first run after an install will compile.
+
+Warming up runs the pipeline itself on a tiny built-in cohort, so every kernel is compiled or
+loaded with exactly the argument types a real run passes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+import polars as pl
+
+from .detectors.warmup import _has_cache
+from .detectors.warmup import is_cached as _detectors_cached
+
+
+@functools.cache
+def _dispatchers():
+    from . import detect, episodes
+    from .detectors import kernels_fused
+    from .ingest import encode, kernels as ingest_kernels
+    from .timeline import kernels as timeline_kernels
+
+    out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes.episode_kernel,
+           detect._block_positions, detect._gather_block, encode.run_starts]
+    for module in (ingest_kernels, timeline_kernels):
+        out += [v for v in vars(module).values() if hasattr(v, "_cache")]
+    return out
+
+
+def is_cached() -> bool:
+    """True when every kernel of a run is compiled in this process or in the on-disk cache."""
+    return _detectors_cached() and all(_has_cache(d) for d in _dispatchers())
+
+
+def warmup(ruleset=None) -> None:
+    """Call every kernel of a run once (compiling or loading it): a tiny cohort through ingest
+    and, with ``ruleset``, through its packs (else through the bundled ones)."""
+    from .pipeline import Engine
+
+    t0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    hours = [t0 + dt.timedelta(hours=h) for h in range(4)]
+    raw = pl.DataFrame({"patient_id": ["w1"] * 8, "ts": hours * 2,
+                        "metric": ["spo2"] * 4 + ["glucose"] * 4,
+                        "value": [95.0, 96.0, 94.0, 95.0, 90.0, 60.0, 65.0, 120.0]})
+    patients = pl.DataFrame({"patient_id": ["w1"], "programme": ["diabetes"],
+                             "enrolled_at": [t0]})
+    engine = Engine(ruleset) if ruleset is not None else Engine.from_paths()
+    engine.score(raw, patients, now=t0 + dt.timedelta(days=1))
+    engine.score(raw.sample(fraction=1.0, shuffle=True, seed=1), patients,
+                 now=t0 + dt.timedelta(days=1))          # the sort of unordered input
