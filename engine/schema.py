@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from .units import conversion
+
 TS_DTYPE = pl.Datetime("us", "UTC")
 
 #: Columns of clean telemetry, in order, with their types.
@@ -32,7 +34,13 @@ OPTIONAL_COLUMNS = ("unit", "source")
 
 @dataclass(frozen=True)
 class Metric:
-    """One canonical metric: its unit, accepted spellings of units, LOINC codes and limits."""
+    """One canonical metric: its unit, the unit spellings it accepts, LOINC codes and limits.
+
+    ``accepts`` lists the telemetry spellings (:data:`engine.units.TELEMETRY_UNITS`) a reading
+    of this metric may carry; ``aliases`` reads a spelling as another for this metric (an SpO2
+    in unit ``1`` is a fraction). The conversions come from the one unit table
+    (:func:`engine.units.conversion`).
+    """
 
     name: str
     unit: str
@@ -40,53 +48,52 @@ class Metric:
     high: float
     description: str
     loinc: tuple[str, ...] = ()
-    #: unit spelling -> (scale, offset) so that canonical = value * scale + offset
-    units: dict[str, tuple[float, float]] = field(default_factory=dict)
+    accepts: tuple[str, ...] = ()
     #: values must be whole numbers (ordinal scales, flags, counts of events)
     integer: bool = False
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def units(self) -> dict[str, tuple[float, float]]:
+        """unit spelling -> (scale, offset) so that canonical = value * scale + offset."""
+        out = {}
+        for s in (self.unit, *self.accepts):
+            conv = conversion(self.aliases.get(s, s), self.unit)
+            if conv is None:   # a declaration error in this file, not user input
+                raise ValueError(f"metric {self.name}: unit {s!r} does not convert to "
+                                 f"{self.unit!r}")
+            out[s] = conv
+        return out
 
 
-def _same(*spellings: str) -> dict[str, tuple[float, float]]:
-    return {s: (1.0, 0.0) for s in spellings}
-
-
-_RATE = _same("/min", "1/min", "min-1", "bpm")
-_FLAG = _same("1", "{flag}", "{event}", "")
-_SCORE = _same("1", "{score}", "")
+_RATE = ("/min", "1/min", "min-1", "bpm")
+_FLAG = ("1", "{flag}", "{event}", "")
+_SCORE = ("1", "{score}", "")
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("heart_rate", "/min", 20, 300, "pulse rate", ("8867-4",),
-           {**_RATE, "{beats}/min": (1.0, 0.0)}),
+    Metric("heart_rate", "/min", 20, 300, "pulse rate", ("8867-4",), (*_RATE, "{beats}/min")),
     Metric("spo2", "%", 50, 100, "peripheral oxygen saturation", ("59408-5", "2708-6"),
-           {**_same("%"), "1": (100.0, 0.0), "fraction": (100.0, 0.0)}),
+           ("1", "fraction"), aliases={"1": "fraction"}),
     Metric("resp_rate", "/min", 2, 80, "respiratory rate", ("9279-1",),
-           {**_RATE, "{breaths}/min": (1.0, 0.0)}),
+           (*_RATE, "{breaths}/min")),
     Metric("temp", "Cel", 25, 45, "body temperature", ("8310-5", "8331-1"),
-           {**_same("Cel", "°C", "C", "degC"), "[degF]": (5 / 9, -32 * 5 / 9),
-            "°F": (5 / 9, -32 * 5 / 9), "F": (5 / 9, -32 * 5 / 9), "degF": (5 / 9, -32 * 5 / 9)}),
-    Metric("sbp", "mm[Hg]", 40, 300, "systolic blood pressure", ("8480-6",),
-           {**_same("mm[Hg]", "mmHg"), "kPa": (7.500617, 0.0)}),
-    Metric("dbp", "mm[Hg]", 20, 200, "diastolic blood pressure", ("8462-4",),
-           {**_same("mm[Hg]", "mmHg"), "kPa": (7.500617, 0.0)}),
+           ("°C", "C", "degC", "[degF]", "°F", "F", "degF")),
+    Metric("sbp", "mm[Hg]", 40, 300, "systolic blood pressure", ("8480-6",), ("mmHg", "kPa")),
+    Metric("dbp", "mm[Hg]", 20, 200, "diastolic blood pressure", ("8462-4",), ("mmHg", "kPa")),
     Metric("weight", "kg", 20, 400, "body weight", ("29463-7", "3141-9"),
-           {**_same("kg"), "[lb_av]": (0.45359237, 0.0), "lb": (0.45359237, 0.0),
-            "lbs": (0.45359237, 0.0), "g": (0.001, 0.0)}),
+           ("[lb_av]", "lb", "lbs", "g")),
     Metric("glucose", "mg/dL", 10, 1000, "blood or interstitial glucose",
-           ("2339-0", "2345-7", "41653-7"),
-           {**_same("mg/dL"), "mmol/L": (18.016, 0.0)}),
+           ("2339-0", "2345-7", "41653-7"), ("mmol/L",)),
     Metric("consciousness", "{ACVPU}", 0, 4, "ACVPU level: 0 alert, 1 new confusion, 2 voice, "
-           "3 pain, 4 unresponsive", (), _same("{ACVPU}", "1", ""), integer=True),
+           "3 pain, 4 unresponsive", (), ("1", ""), integer=True),
     Metric("on_oxygen", "1", 0, 1, "on supplemental oxygen (1) or air (0)", (), _FLAG,
            integer=True),
     Metric("steps", "/d", 0, 100_000, "daily step count", ("41950-7", "55423-8"),
-           _same("/d", "1/d", "{steps}/d", "{steps}"), integer=True),
-    Metric("cpap_hours", "h", 0, 24, "CPAP use over the night", (),
-           {**_same("h"), "min": (1 / 60, 0.0)}),
-    Metric("ahi", "/h", 0, 150, "residual apnoea-hypopnoea index", (),
-           _same("/h", "1/h", "{events}/h")),
-    Metric("mask_leak", "L/min", 0, 200, "CPAP mask leak", (), _same("L/min")),
-    Metric("albumin", "g/L", 5, 60, "serum albumin", ("1751-7",),
-           {**_same("g/L"), "g/dL": (10.0, 0.0)}),
+           ("1/d", "{steps}/d", "{steps}"), integer=True),
+    Metric("cpap_hours", "h", 0, 24, "CPAP use over the night", (), ("min",)),
+    Metric("ahi", "/h", 0, 150, "residual apnoea-hypopnoea index", (), ("1/h", "{events}/h")),
+    Metric("mask_leak", "L/min", 0, 200, "CPAP mask leak", ()),
+    Metric("albumin", "g/L", 5, 60, "serum albumin", ("1751-7",), ("g/dL",)),
     Metric("dyspnoea", "{score}", 0, 4, "breathlessness self-report, mMRC-like 0 (none) to 4",
            (), _SCORE, integer=True),
     Metric("fall", "{event}", 1, 1, "a reported or detected fall (one row per fall)", (), _FLAG,
@@ -94,7 +101,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("icope_cognition", "{flag}", 0, 1, "ICOPE step 1 cognition screen positive "
            "(3-word recall or orientation failed)", (), _FLAG, integer=True),
     Metric("icope_locomotion", "s", 0, 300, "ICOPE step 1 chair-rise test: seconds for 5 rises "
-           "without arms", (), {**_same("s")}),
+           "without arms", ()),
     Metric("icope_vitality", "{flag}", 0, 1, "ICOPE step 1 vitality screen positive (weight "
            "loss or appetite loss)", (), _FLAG, integer=True),
     Metric("icope_vision", "{flag}", 0, 1, "ICOPE step 1 vision screen positive", (), _FLAG,

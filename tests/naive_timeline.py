@@ -13,7 +13,7 @@ import polars as pl
 
 from engine import detectors as _detectors
 from engine.errors import InputError
-from engine.ruleset.symbols import PATIENT_FIELDS
+from engine.ruleset.compile.symbols import PATIENT_FIELDS
 from engine.schema import TS_DTYPE
 
 

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import RuleError
-from engine.ruleset.check import T_BOOL, T_STRING, Symbol, check_expression, number
-from engine.ruleset.compile import compile_expr
-from engine.ruleset.expr import (COMPARISONS, FUNCTIONS, KEYWORDS, Binary, Bool, Call, Name, Num,
+from engine.ruleset.lang.types import T_BOOL, T_STRING, Symbol, check_expression, number
+from engine.ruleset.lang.to_polars import compile_expr
+from engine.ruleset.lang.parser import (COMPARISONS, FUNCTIONS, KEYWORDS, Binary, Bool, Call, Name, Num,
                                  Str, Unary, parse_expression, to_text)
-from engine.ruleset.units import DIMENSIONLESS, UNITS
+from engine.units import DIMENSIONLESS, UNITS
 
 a, b, c = Name("a"), Name("b"), Name("c")
 

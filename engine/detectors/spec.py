@@ -95,7 +95,8 @@ def _parse_param(name: str, fn: str, pname: str, kind: str, value: object):
     raise AssertionError(kind)   # registry.register rejects unknown kinds
 
 
-def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True) -> ResolvedSpec:
+def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True,
+                 parsed: Mapping | None = None) -> ResolvedSpec:
     """Validate one spec and return it resolved.
 
     Parameters
@@ -106,6 +107,9 @@ def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True) -> R
         ``{metric: ..., fn: ..., <params>..., staleness: ...}`` as written in a rule file.
     metric_required : bool
         When False, ``metric`` must be absent and the spec applies to every metric.
+    parsed : mapping, optional
+        Parameters (and ``staleness``) already in kernel units — durations as int µs — used as
+        they are (a rule pack substituting a param's value; ``spec`` still names the key).
 
     Raises
     ------
@@ -143,8 +147,12 @@ def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True) -> R
                             f" Got {metric!r} instead.{_closest(metric, METRICS)} Canonical "
                             f"metrics are: {', '.join(sorted(METRICS))}.")
 
+    parsed = parsed or {}
     params = {}
     for p in det.params:
+        if p.name in parsed:
+            params[p.name] = parsed[p.name]
+            continue
         if p.name in spec:
             raw = spec[p.name]
         elif p.required:
@@ -156,8 +164,8 @@ def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True) -> R
             raw = p.default
         params[p.name] = _parse_param(name, fn, p.name, p.kind, raw)
 
-    staleness = None
-    if "staleness" in spec:
+    staleness = parsed.get("staleness")
+    if staleness is None and "staleness" in spec:
         staleness = _parse_param(name, fn, "staleness", DURATION, spec["staleness"])
     return ResolvedSpec(name=name, metric=metric, fn=fn, params=params, staleness_us=staleness,
                         detector=det)

@@ -27,12 +27,12 @@ evaluates telemetry into episodes, runs the packs' own tests and explains a rule
 """
 from __future__ import annotations
 
-from .compiled import CompiledPack, CompiledRule, DetectorUse, EffectiveParam, TestCase
-from .diagnostics import Diagnostic
-from .expr import parse_expression, to_text
+from .packs import CompiledPack, CompiledRule, DetectorUse, EffectiveParam, TestCase
+from .format.diagnostics import Diagnostic
+from .lang.parser import parse_expression, to_text
 from .ruleset import RuleSet, load_rules, load_rules_text
-from .scope import EffectiveScope
-from .testing import TestReport, TestResult
+from .compile.scope import EffectiveScope
+from .unittest import TestReport, TestResult
 
 __all__ = [
     "load_rules", "load_rules_text", "RuleSet", "CompiledPack", "CompiledRule", "DetectorUse",

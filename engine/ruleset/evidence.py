@@ -12,7 +12,7 @@ import math
 import re
 
 from ..durations import format_duration
-from .expr import ExprProblem
+from .lang.parser import ExprProblem
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TIME_UNITS_US = {"s": 1e6, "min": 6e7, "m": 6e7, "h": 3.6e9, "d": 8.64e10, "w": 6.048e11}

@@ -3,7 +3,7 @@ detectors, rationale and references — as plain text a clinician can read."""
 from __future__ import annotations
 
 from ..durations import format_duration
-from .compiled import CompiledRule
+from .packs import CompiledRule
 
 
 def _durations(r: CompiledRule) -> str:

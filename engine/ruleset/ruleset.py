@@ -7,12 +7,12 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import RuleError
-from .compiled import CompiledPack, CompiledRule
-from .diagnostics import Diagnostics, did_you_mean
-from .compiler import PackCompiler
-from .loader import parse_pack, parse_site
-from .source import Source, read_source
-from .testing import compile_tests
+from .packs import CompiledPack, CompiledRule
+from .format.diagnostics import Diagnostics, did_you_mean
+from .compile.pack import PackCompiler
+from .format.parse import parse_pack, parse_site
+from .format.source import Source, read_source
+from .unittest import compile_tests
 
 
 def _default_scores() -> dict:
@@ -108,7 +108,7 @@ class RuleSet:
 
     def run_tests(self, *, pack: str | None = None):
         """Run every pack's tests (and every site's tests); returns a TestReport."""
-        from .testing import run_tests
+        from .unittest import run_tests
         return run_tests(self, pack=pack)
 
     def explain(self, rule_id: str) -> str:
@@ -149,30 +149,29 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
         model, broken_rules = draft.model, draft.broken_rules
         failed = bool(draft.broken_names or broken_rules) or len(diags) > 0
         mine = [(s, site) for s, site in sites if model.pack in site.packs]
-        base = PackCompiler(src, model, scores, diags, broken=draft.broken_names,
-                            failed=failed, rule_index=draft.rule_index).compile()
+        compiler = PackCompiler(src, model, scores, diags, broken=draft.broken_names,
+                                failed=failed, rule_index=draft.rule_index)
+        base = compiler.compile()
         rule_ids = [r.id for r in model.rules]
         cohorts = base.cohorts if base is not None else None
         tests = compile_tests(model.pack, rule_ids, cohorts, src, model.tests, None, diags,
                               broken_rules=broken_rules, index=draft.test_index)
-        for s, site in mine:
-            compile_tests(model.pack, rule_ids, cohorts, s, site.packs[model.pack].tests,
-                          site.site, diags, broken_rules=broken_rules)
-        if base is None:
-            continue
-        base.tests = tests
         pack = base
+        if base is not None:
+            base.tests = tests
+            if mine:
+                pack = compiler.compile(overrides=mine)      # a second pass over the params
+        # a site's test patient defaults to the first cohort of the site's scope
+        site_cohorts = pack.cohorts if pack is not None else cohorts
+        site_tests = [t for s, site in mine
+                      for t in compile_tests(model.pack, rule_ids, site_cohorts, s,
+                                             site.packs[model.pack].tests, site.site, diags,
+                                             broken_rules=broken_rules)]
+        if pack is None:
+            continue
         if mine:
-            pack = PackCompiler(src, model, scores, diags, overrides=mine).compile()
-            if pack is None:
-                continue
             pack.base = base
-            pack.tests = list(base.tests)
-            for s, site in mine:
-                # a site's test patient defaults to the first cohort of the site's scope
-                pack.tests += compile_tests(model.pack, rule_ids, pack.cohorts, s,
-                                            site.packs[model.pack].tests, site.site,
-                                            Diagnostics())
+            pack.tests = list(base.tests) + site_tests
         packs.append(pack)
     owner: dict[str, CompiledPack] = {}
     for p in packs:

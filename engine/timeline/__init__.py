@@ -185,7 +185,7 @@ class _Columns:
 
 def patient_fields(pack) -> list[str]:
     """The patient context columns a pack reads (its rules' names and its scores' inputs)."""
-    from ..ruleset.symbols import PATIENT_FIELDS
+    from ..ruleset.compile.symbols import PATIENT_FIELDS
 
     used = {n for r in pack.rules for n in r.evidence_names}
     used |= {i for s in pack.scores.values() for i in s.inputs}

@@ -1,5 +1,5 @@
 """What a loaded pack is made of: effective params with their origin, compiled rules, detectors,
-tests. These are plain frozen records; building them is :mod:`engine.ruleset.compiler`'s job and
+tests. These are plain frozen records; building them is :mod:`engine.ruleset.compile.pack`'s job and
 running them is :mod:`engine.ruleset.evaluate`'s.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import datetime
 
 import polars as pl
 
-from .check import Symbol, Type
-from .expr import Node
-from .scope import EffectiveScope
+from .lang.types import Symbol, Type
+from .lang.parser import Node
+from .compile.scope import EffectiveScope
 
 
 @dataclass(frozen=True)

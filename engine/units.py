@@ -1,15 +1,19 @@
-"""Units of rule expressions: a small declared table and the algebra the type checker needs.
+"""Units, declared once: the spellings of rule expressions and of telemetry exports (UCUM), with
+the algebra the expression checker needs and the conversions ingest applies.
 
 A unit is a set of base dimensions with integer powers and a scale factor to the base unit of
-those dimensions (``lb`` is mass¹ × 0.45359237 kg). Two quantities can be added, compared or
-passed to ``min``/``max`` when their dimensions are equal; the checker then converts one side with
-the ratio of the factors, so ``weight_gain_3d > 2000 g`` means ``> 2 kg``. Multiplying or dividing
-adds or subtracts the powers (``kg / d`` is a mass per time).
+those dimensions (``lb`` is mass¹ × 0.45359237 kg), plus an offset for the one affine unit (°F).
+Two quantities can be added, compared or passed to ``min``/``max`` when their dimensions are
+equal; the checker then converts one side with the ratio of the factors, so
+``weight_gain_3d > 2000 g`` means ``> 2 kg``. Multiplying or dividing adds or subtracts the
+powers (``kg / d`` is a mass per time). Ingest converts a reading to its metric's canonical unit
+with the same factors (:func:`conversion`).
 
-Units are declared once here, not borrowed from a general units library: the set a rule needs is
+Units are declared here, not borrowed from a general units library: the set veille needs is
 small, and a wrong conversion in a clinical threshold must be visible in one screen of code.
-Temperatures are °C only (no °F: its offset makes differences and absolute values convert
-differently, a trap a rule author should not meet).
+Rule expressions use °C only (:data:`UNITS` has no °F: its offset makes differences and
+absolute values convert differently, a trap a rule author should not meet); telemetry in °F is
+converted at ingest (:data:`TELEMETRY_UNITS`).
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ BASE = {"mass": "kg", "time": "s", "percent": "%", "temperature": "°C", "pressu
 @dataclass(frozen=True)
 class Unit:
     """A unit: ``dims`` is a sorted tuple of (base dimension, power), ``factor`` the value of one
-    of this unit in the base units; ``label`` is how it is printed (``kg``, ``/min``)."""
+    of this unit in the base units; ``label`` is how it is printed (``kg``, ``/min``);
+    ``offset`` is added after scaling (only °F: base = value × factor + offset)."""
 
     dims: tuple[tuple[str, int], ...]
     factor: float
     label: str
+    offset: float = 0.0
 
     @property
     def dimensionless(self) -> bool:
@@ -104,17 +110,40 @@ UNITS: dict[str, Unit] = {
     "/d": _u({"time": -1}, 1 / _D, "/d"),
 }
 
-#: canonical telemetry units (engine.schema METRICS[...].unit) in expression terms
-METRIC_UNITS: dict[str, Unit] = {
-    "kg": UNITS["kg"], "%": UNITS["%"], "/min": UNITS["/min"], "Cel": UNITS["°C"],
-    "mm[Hg]": UNITS["mmHg"], "mg/dL": UNITS["mg/dL"], "/d": UNITS["/d"], "h": UNITS["h"],
-    "/h": UNITS["/h"], "L/min": UNITS["L/min"], "g/L": UNITS["g/L"], "s": UNITS["s"],
+_F = _u({"temperature": 1}, 5 / 9, "°F")
+
+#: every spelling of a unit in telemetry exports (UCUM and the common variants): each is one of
+#: :data:`UNITS` or a dimensionless code; ``fraction`` is a share (0.94 for 94 %)
+TELEMETRY_UNITS: dict[str, Unit] = {
+    **{s: UNITS[s] for s in ("kg", "g", "lb", "%", "s", "min", "h", "mmHg", "kPa", "mg/dL",
+                             "mmol/L", "g/L", "g/dL", "L/min", "/min", "bpm", "/h", "/d")},
+    "[lb_av]": UNITS["lb"], "lbs": UNITS["lb"],
+    "Cel": UNITS["°C"], "°C": UNITS["°C"], "C": UNITS["°C"], "degC": UNITS["°C"],
+    **{s: Unit(_F.dims, _F.factor, s, -32 * 5 / 9) for s in ("[degF]", "°F", "F", "degF")},
+    "mm[Hg]": UNITS["mmHg"],
+    "1/min": UNITS["/min"], "min-1": UNITS["/min"], "{beats}/min": UNITS["/min"],
+    "{breaths}/min": UNITS["/min"],
+    "1/h": UNITS["/h"], "{events}/h": UNITS["/h"],
+    "1/d": UNITS["/d"], "{steps}/d": UNITS["/d"], "{steps}": UNITS["/d"],
+    "fraction": _u({"percent": 1}, 100.0, "fraction"),
+    **{s: DIMENSIONLESS for s in ("1", "{flag}", "{event}", "{score}", "{ACVPU}", "")},
 }
+
+
+def conversion(spelling: str, canonical: str) -> tuple[float, float] | None:
+    """``(scale, offset)`` turning a value in ``spelling`` into ``canonical`` (both telemetry
+    spellings): ``canonical = value * scale + offset``; None when their dimensions differ."""
+    a, b = TELEMETRY_UNITS.get(spelling), TELEMETRY_UNITS[canonical]
+    if a is None or a.dims != b.dims:
+        return None
+    if a.factor == b.factor and a.offset == b.offset:
+        return 1.0, 0.0
+    return a.factor / b.factor, (a.offset - b.offset) / b.factor
 
 
 def metric_unit(ucum: str) -> Unit:
     """The expression unit of a canonical telemetry unit; codes like ``{score}`` are plain."""
-    return METRIC_UNITS.get(ucum, DIMENSIONLESS)
+    return TELEMETRY_UNITS.get(ucum, DIMENSIONLESS)
 
 
 def lookup(spelling: str) -> Unit | None:

@@ -13,8 +13,8 @@ import operator
 
 import polars as pl
 
-from .check import BOOL, NUMBER, STRING, Checker, Symbol, Type
-from .expr import Binary, Bool, Call, Name, Node, Num, Str, Unary, postorder
+from .types import BOOL, NUMBER, STRING, Checker, Symbol, Type
+from .parser import Binary, Bool, Call, Name, Node, Num, Str, Unary, postorder
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
             "==": operator.eq, "!=": operator.ne}

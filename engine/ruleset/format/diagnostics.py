@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from ..errors import RuleError
+from ...errors import RuleError
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import polars as pl
 
 from ..durations import format_duration, is_duration, parse_duration
 from ..schema import METRICS, PROGRAMMES, TS_DTYPE
-from . import model as M
-from .compiled import CompiledPack, TestCase
-from .diagnostics import Diagnostics, did_you_mean
-from .source import Source, dotted
+from .format import schema as M
+from .packs import CompiledPack, TestCase
+from .format.diagnostics import Diagnostics, did_you_mean
+from .format.source import Source, dotted
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)   # a Monday, 00:00 UTC
 TEST_PATIENT = "test-patient"

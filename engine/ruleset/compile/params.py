@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .check import ERROR, NUMBER, Symbol, Type, check_expression
-from .compile import evaluate_constant
-from .compiled import EffectiveParam
-from .diagnostics import Diagnostics, did_you_mean
-from .evidence import format_value
-from .expr import Bool, Num, names, parse_problems
-from .source import Source
+from ..lang.types import ERROR, NUMBER, Symbol, Type, check_expression
+from ..lang.to_polars import evaluate_constant
+from ..packs import EffectiveParam
+from ..format.diagnostics import Diagnostics, did_you_mean
+from ..evidence import format_value
+from ..lang.parser import Bool, Num, names, parse_problems
+from ..format.source import Source
 
 
 @dataclass(frozen=True)

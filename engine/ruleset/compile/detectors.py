@@ -1,32 +1,46 @@
 """The detectors of a pack: registered detector specs (params substituted, staleness resolved)
 and the rule engine's own ``fn: silence_at``, checked with their YAML positions.
 
-Functions of a :class:`~engine.ruleset.compiler.PackCompiler` (its params, names and
-diagnostics); they return :class:`~engine.ruleset.compiled.DetectorUse` records.
+Functions of the pack being compiled (:class:`~engine.ruleset.compile.pack.PackCompiler`, seen
+here through the :class:`Compiling` protocol: its params, names and diagnostics); they return
+:class:`~engine.ruleset.packs.DetectorUse` records. A param's value reaches the detector already
+in kernel units (a duration in µs): it is never written back as text and parsed again.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from .. import detectors as _detectors
-from ..timeline import default_staleness
-from ..durations import format_duration
-from ..errors import SpecError
-from ..schema import METRICS
-from . import model as M
-from .check import NUMBER
-from .compiled import DetectorUse
-from .diagnostics import did_you_mean
+from ... import detectors as _detectors
+from ...timeline import default_staleness
+from ...durations import format_duration
+from ...errors import SpecError
+from ...schema import METRICS
+from ..format import schema as M
+from ..lang.types import NUMBER
+from ..packs import DetectorUse
+from ..format.diagnostics import did_you_mean
 from .symbols import detector_type
-from .units import metric_unit
-
-if TYPE_CHECKING:
-    from .compiler import PackCompiler
+from ...units import metric_unit
 
 SILENCE_FN = "silence_at"
 
 
-def compile_detectors(c: "PackCompiler") -> dict[str, DetectorUse]:
+class Compiling(Protocol):
+    """What the detectors of a pack need from the compiler of that pack."""
+
+    pack: Any                      # the validated pack (format.schema.Pack)
+    base: dict                     # metrics, scores and patient fields by name
+    params: dict                   # effective params by name
+    default_staleness: int | None
+
+    def err(self, path, message: str, hint: str = "", *, key: bool = False) -> None: ...
+
+    def duration(self, value, path, *, positive: bool = False) -> int | None: ...
+
+    def where(self, path) -> str: ...
+
+
+def compile_detectors(c: Compiling) -> dict[str, DetectorUse]:
     """Every valid detector of the pack by name (the invalid ones are reported in ``c``)."""
     out = {}
     for name, spec in c.pack.detectors.items():
@@ -49,10 +63,11 @@ def compile_detectors(c: "PackCompiler") -> dict[str, DetectorUse]:
     return out
 
 
-def _registered(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse | None:
+def _registered(c: Compiling, name: str, spec: dict, path) -> DetectorUse | None:
     fn = spec.get("fn")
     det = _detectors.REGISTRY.get(fn) if isinstance(fn, str) else None
     spec = dict(spec)
+    parsed: dict[str, Any] = {}          # values already in kernel units
     if det is not None:
         # a param name in place of a value: substitute its effective value
         kinds = {q.name: q.kind for q in det.params}
@@ -61,16 +76,21 @@ def _registered(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse |
                     and value not in c.params:
                 return None             # an invalid param, already reported
             if key in kinds and isinstance(value, str) and value in c.params:
-                spec[key] = _param_value(c, value, kinds[key], path + (key,),
-                                         spec.get("metric"))
+                parsed[key] = _param_value(c, value, kinds[key], path + (key,),
+                                           spec.get("metric"))
+                if parsed[key] is None:
+                    return None
+                spec[key] = (format_duration(parsed[key]) if kinds[key] == "duration"
+                             else parsed[key])          # shown by `rules explain`
     staleness = None
     if "staleness" in spec:
         staleness = c.duration(spec["staleness"], path + ("staleness",), positive=True)
         if staleness is None:
             return None
+        parsed["staleness"] = staleness
         spec["staleness"] = format_duration(staleness)
     try:
-        resolved = _detectors.resolve_spec(name, spec)
+        resolved = _detectors.resolve_spec(name, spec, parsed=parsed)
     except SpecError as err:
         where = path
         for key in spec:
@@ -87,8 +107,6 @@ def _registered(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse |
         c.err(where, str(err).replace("Valid fns are:", f"Valid fns are: {SILENCE_FN},"),
               hint)
         return None
-    if any(v is None for v in spec.values()):
-        return None
     metric = resolved.metric
     if staleness is None:
         staleness = c.default_staleness or default_staleness(metric)
@@ -99,12 +117,11 @@ def _registered(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse |
                        origin=c.where(path), resolved=resolved)
 
 
-def _param_value(c: "PackCompiler", pname: str, kind: str, path, metric):
+def _param_value(c: Compiling, pname: str, kind: str, path, metric):
     """A param's effective value as a detector parameter of ``kind`` (in the metric's unit)."""
     p = c.params[pname]
     if kind == "duration":
-        us = c.duration(pname, path)
-        return format_duration(us) if us is not None else None
+        return c.duration(pname, path)
     value = p.value
     if p.type.kind == NUMBER and p.type.unit is not None and metric in METRICS:
         mu = metric_unit(METRICS[metric].unit)
@@ -118,7 +135,7 @@ def _param_value(c: "PackCompiler", pname: str, kind: str, path, metric):
     return float(value)
 
 
-def _silence(c: "PackCompiler", name: str, spec: dict, path) -> DetectorUse | None:
+def _silence(c: Compiling, name: str, spec: dict, path) -> DetectorUse | None:
     allowed = ("fn", "metric")
     ok = True
     for key in spec:

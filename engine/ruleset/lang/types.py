@@ -1,7 +1,7 @@
 """Type and unit checking of rule expressions.
 
 Every node has a :class:`Type`: a condition (``bool``), a ``string`` (e.g. ``news2_risk``) or a
-``number`` with a :class:`~engine.ruleset.units.Unit`. A number written without a unit (``2.0``)
+``number`` with a :class:`~engine.ruleset.lang.units.Unit`. A number written without a unit (``2.0``)
 is *untyped*: it takes the unit of what it is combined with, so ``weight_gain_3d > 2`` means
 2 kg; a number written with a unit must match (``weight_gain_3d > 92 %`` is an error naming the
 expected unit). The checker reports every problem of an expression, not only the first, and
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .diagnostics import did_you_mean
-from .expr import (FUNCTIONS, Binary, Bool, Call, ExprProblem, Name, Node, Num, Str, Unary,
+from ..format.diagnostics import did_you_mean
+from .parser import (FUNCTIONS, Binary, Bool, Call, ExprProblem, Name, Node, Num, Str, Unary,
                    postorder)
-from .units import DIMENSIONLESS, Unit, lookup
+from ...units import DIMENSIONLESS, Unit, lookup
 
 BOOL, NUMBER, STRING, ERROR = "bool", "number", "string", "error"
 
@@ -218,7 +218,7 @@ def check_expression(node: Node, symbols: dict[str, Symbol], *, source: str | No
                      want: str | None = BOOL) -> tuple[Checker, list[ExprProblem]]:
     """Type ``node``; when ``want`` is given the whole expression must be of that kind.
 
-    Returns the checker (its ``types`` feed :func:`engine.ruleset.compile.compile_expr`) and the
+    Returns the checker (its ``types`` feed :func:`engine.ruleset.lang.to_polars.compile_expr`) and the
     problems found, each at an offset of ``source``.
     """
     checker = Checker(symbols, source)

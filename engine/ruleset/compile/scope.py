@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..schema import PROGRAMMES
-from . import model as M
-from .diagnostics import Diagnostics, did_you_mean
-from .source import Source
+from ...schema import PROGRAMMES
+from ..format import schema as M
+from ..format.diagnostics import Diagnostics, did_you_mean
+from ..format.source import Source
 
 AGE_LIMITS = (0, 130)
 

@@ -5,7 +5,7 @@ the text "2026.11", and is reported). Each field's ``description`` is its constr
 one table every message is built from, as in scikit-learn: "The 'severity' field of rule
 'hf.weight_gain_2kg_3d' must be one of 'high', 'medium', 'low'. Got 'urgent' instead."
 
-The schema checks shapes only (:mod:`engine.ruleset.loader`); :mod:`engine.ruleset.compiler`
+The schema checks shapes only (:mod:`engine.ruleset.format.parse`); :mod:`engine.ruleset.compile.pack`
 checks meanings (durations, names, expressions, units, scope) with the YAML positions at hand.
 rules/README.md documents every key.
 """
@@ -17,7 +17,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..schema import PROGRAMMES
+from ...schema import PROGRAMMES
 
 Severity = Literal["high", "medium", "low"]
 OnMissing = Literal["false", "true", "hold"]

@@ -1,33 +1,33 @@
 """Load rule packs, stage two: a validated pack (and the site overrides of it) → its meaning →
-a :class:`~engine.ruleset.compiled.CompiledPack`.
+a :class:`~engine.ruleset.packs.CompiledPack`.
 
 :class:`PackCompiler` checks what the schema cannot — durations, names, units, expressions,
 params and their bounds, the scope and a site's narrowing of it — with the YAML positions at
-hand, and reports every mistake in the shared :class:`~engine.ruleset.diagnostics.Diagnostics`.
-Detectors are compiled by :mod:`engine.ruleset.detector_uses`, the scope by
-:mod:`engine.ruleset.scope`, params by :mod:`engine.ruleset.params`.
+hand, and reports every mistake in the shared :class:`~engine.ruleset.format.diagnostics.Diagnostics`.
+Detectors are compiled by :mod:`engine.ruleset.compile.detectors`, the scope by
+:mod:`engine.ruleset.compile.scope`, params by :mod:`engine.ruleset.compile.params`.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from ..timeline import default_staleness
-from ..durations import is_duration, parse_duration
-from ..schema import METRICS
-from . import model as M
-from .check import BOOL, ERROR, NUMBER, T_ERROR, Symbol, check_expression
-from .compile import compile_expr
-from .compiled import CompiledPack, CompiledRule, EffectiveParam
-from .detector_uses import compile_detectors
-from .diagnostics import Diagnostics, did_you_mean
-from .evidence import parse_template
-from .expr import names, parse_problems
+from ...timeline import default_staleness
+from ...durations import is_duration, parse_duration
+from ...schema import METRICS
+from ..format import schema as M
+from ..lang.types import BOOL, ERROR, NUMBER, T_ERROR, Symbol, check_expression
+from ..lang.to_polars import compile_expr
+from ..packs import CompiledPack, CompiledRule, EffectiveParam
+from .detectors import compile_detectors
+from ..format.diagnostics import Diagnostics, did_you_mean
+from ..evidence import parse_template
+from ..lang.parser import names, parse_problems
 from .params import ParamText, check_bounds, resolve_params
 from .scope import pack_scope, site_scope
-from .source import Source, dotted
+from ..format.source import Source, dotted
 from .symbols import base_symbols
-from .units import UNITS
+from ...units import UNITS
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -41,10 +41,15 @@ def in_field(message: str, field: str) -> str:
 
 
 class PackCompiler:
-    """Turns one validated pack (and the site overrides of it) into a :class:`CompiledPack`."""
+    """Turns one validated pack (and the site overrides of it) into a :class:`CompiledPack`.
 
-    def __init__(self, src: Source, pack: M.Pack, scores: dict, diags: Diagnostics,
-                 overrides: Sequence[tuple[Source, M.Site]] = (), *,
+    :meth:`compile` without overrides gives the pack as written; called again with the site
+    overrides of that pack it is a second pass over the params: the pack's own params, scope
+    and expressions (parsed and type-checked once) are reused, only the sites' values are
+    resolved and what depends on them is rebuilt.
+    """
+
+    def __init__(self, src: Source, pack: M.Pack, scores: dict, diags: Diagnostics, *,
                  broken: set[str] = frozenset(), failed: bool = False,
                  rule_index: list[int] | None = None):
         self.src, self.pack, self.diags = src, pack, diags
@@ -53,9 +58,12 @@ class PackCompiler:
         self.failed = failed
         self.rule_index = rule_index
         self.scores = scores
-        self.overrides = list(overrides)
+        self.overrides: list = []
         self.base, self.score_owner = base_symbols(scores)
         self.errors_before = len(diags)
+        self._expressions: dict = {}        # (text, path) -> (node, checker), checked once
+        self._own_params = None             # the pack's own params, bounds and texts
+        self._own_scope = None
 
     # -- helpers -------------------------------------------------------------------------------
     def err(self, path, message: str, hint: str = "", *, rule_id=None, src: Source | None = None,
@@ -134,9 +142,15 @@ class PackCompiler:
         return value
 
     # -- the pack ------------------------------------------------------------------------------
-    def compile(self) -> CompiledPack | None:
+    def compile(self, overrides: Sequence[tuple[Source, M.Site]] = ()) -> CompiledPack | None:
+        """The compiled pack, with ``overrides`` (site sources and models) applied; None when it
+        has a mistake (reported in the diagnostics)."""
         p = self.pack
-        scope = pack_scope(self.src, p.scope, p.pack, self.diags)
+        self.overrides = list(overrides)
+        self.errors_before = len(self.diags)
+        if self._own_scope is None:
+            self._own_scope = pack_scope(self.src, p.scope, p.pack, self.diags)
+        scope = self._own_scope
         if self.overrides:
             scope = site_scope(scope, p.pack, self.overrides, self.diags)
         detector_names = set(p.detectors)
@@ -225,15 +239,18 @@ class PackCompiler:
                                       for k in ("min", "max") if getattr(v, k) is not None}
             else:
                 texts[name] = ParamText(name, v, self.src, path, label)
-        pack_values, ok = resolve_params(dict(texts), others, self.diags)
-        bounds = {}
-        for name, bt in bounds_texts.items():
-            if not bt or name not in pack_values:
-                continue
-            resolved, _ = resolve_params(bt, others, self.diags,
-                                         expected={k: pack_values[name].type for k in bt})
-            bounds[name] = (resolved.get(f"min of {name}"), resolved.get(f"max of {name}"))
-        check_bounds(pack_values, bounds, texts, self.diags)
+        if self._own_params is None:
+            pack_values, ok = resolve_params(dict(texts), others, self.diags)
+            bounds = {}
+            for name, bt in bounds_texts.items():
+                if not bt or name not in pack_values:
+                    continue
+                resolved, _ = resolve_params(bt, others, self.diags,
+                                             expected={k: pack_values[name].type for k in bt})
+                bounds[name] = (resolved.get(f"min of {name}"), resolved.get(f"max of {name}"))
+            check_bounds(pack_values, bounds, texts, self.diags)
+            self._own_params = (pack_values, ok, bounds)
+        pack_values, ok, bounds = self._own_params
         effective_texts = dict(texts)
         overridden = False
         for site_src, site in self.overrides:
@@ -272,6 +289,14 @@ class PackCompiler:
         return out
 
     def expression(self, text, path, rule_id):
+        """The checked tree of an expression (parsed once per compiler) and its checker."""
+        key = (text, path)
+        if key in self._expressions:
+            return self._expressions[key]
+        self._expressions[key] = found = self._check(text, path, rule_id)
+        return found
+
+    def _check(self, text, path, rule_id):
         node, problems = parse_problems(text)
         if node is not None:
             checker, problems = check_expression(node, self.symbols, source=text, want=BOOL)

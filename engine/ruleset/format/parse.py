@@ -3,7 +3,7 @@
 Loading is all-or-nothing: every mistake of every file is collected (with ``file:line:col``, the
 rule id, what was expected and a suggestion) and raised together as one
 :class:`~engine.errors.RuleError`; a pack with any error is never partly loaded. This module
-checks shapes (:func:`parse_pack`, :func:`parse_site`); :mod:`engine.ruleset.compiler` checks
+checks shapes (:func:`parse_pack`, :func:`parse_site`); :mod:`engine.ruleset.compile.pack` checks
 meanings (names, units, durations, params, scope) and builds the compiled pack.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Union
 
 from pydantic import TypeAdapter, ValidationError
 
-from . import model as M
-from .compiler import PackCompiler, in_field
+from . import schema as M
+
 from .diagnostics import Diagnostics
 from .source import Source, schema_diagnostics
 
-__all__ = ["Draft", "parse_pack", "parse_site", "PackCompiler", "in_field"]
+__all__ = ["Draft", "parse_pack", "parse_site"]
 
 
 def _rule_id_of(src: Source):

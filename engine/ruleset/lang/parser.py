@@ -11,7 +11,7 @@ and nothing else.
 :func:`parse_expression` raises :class:`engine.errors.RuleError` on any text it cannot read (and
 nothing else); :func:`to_text` prints a tree back so that ``parse_expression(to_text(t)) == t``.
 
->>> from engine.ruleset.expr import parse_expression, to_text
+>>> from engine.ruleset.lang.parser import parse_expression, to_text
 >>> to_text(parse_expression("weight_gain_3d>2kg and not(isnull(spo2))"))
 'weight_gain_3d > 2 kg and not isnull(spo2)'
 """
@@ -27,10 +27,10 @@ from typing import Union
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .. import durations as _durations
-from . import units as _units
-from .diagnostics import Diagnostic
-from ..errors import RuleError
+from ... import durations as _durations
+from ... import units as _units
+from ..format.diagnostics import Diagnostic
+from ...errors import RuleError
 
 KEYWORDS = ("and", "or", "not", "true", "false")
 FUNCTIONS = ("abs", "min", "max", "coalesce", "isnull")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..schema import METRICS
-from .check import T_BOOL, T_STRING, T_UNTYPED, Symbol, Type, number
-from .units import DIMENSIONLESS, UNITS, metric_unit
+from ...schema import METRICS
+from ..lang.types import T_BOOL, T_STRING, T_UNTYPED, Symbol, Type, number
+from ...units import DIMENSIONLESS, UNITS, metric_unit
 
 #: patient context columns a rule may read: name -> (type, doc)
 PATIENT_FIELDS: dict[str, tuple[Type, str]] = {
