@@ -127,7 +127,7 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame, pack) -> pl.Data
     # a null condition becomes the state its rule's on_missing says, in one pass for all rules
     coded = conditions.select(pl.col(r.id).cast(pl.Int8).fill_null(_MISSING[r.on_missing])
                               for r in rules)
-    rows, parts = [], []
+    rows = []
     for r in rules:
         state = coded.get_column(r.id).to_numpy()
         fresh = (timeline.values.get_column(fresh_column(r.confirm_metrics)).to_numpy()

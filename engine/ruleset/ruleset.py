@@ -12,7 +12,7 @@ from .format.diagnostics import Diagnostics, did_you_mean
 from .compile.pack import PackCompiler
 from .format.parse import parse_pack, parse_site
 from .format.source import Source, read_source
-from .unittest import compile_tests
+from .compile.tests import compile_tests
 
 
 def _default_scores() -> dict:
