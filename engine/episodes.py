@@ -114,9 +114,10 @@ def slots(offsets: np.ndarray, count: np.ndarray) -> np.ndarray:
 _MISSING = {"false": UNKNOWN, "true": HOLDS, "hold": SKIP}
 
 
-def open_episodes(timeline: Timeline, conditions: pl.DataFrame, pack) -> pl.DataFrame:
+def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
+                  pack) -> pl.DataFrame:
     """Episodes of every enabled rule of ``pack`` from its condition columns (one per rule id,
-    from :func:`engine.ruleset.evaluate.conditions`) on ``timeline``."""
+    from :func:`engine.ruleset.evaluate.conditions`, computed or lazy) on ``timeline``."""
     rules = [r for r in pack.rules if r.enabled]
     if timeline.height == 0 or not rules:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
@@ -127,6 +128,8 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame, pack) -> pl.Data
     # a null condition becomes the state its rule's on_missing says, in one pass for all rules
     coded = conditions.select(pl.col(r.id).cast(pl.Int8).fill_null(_MISSING[r.on_missing])
                               for r in rules)
+    if isinstance(coded, pl.LazyFrame):
+        coded = coded.collect()
     rows = []
     for r in rules:
         state = coded.get_column(r.id).to_numpy()

@@ -6,7 +6,7 @@ would silently apply the wrong rules.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -86,6 +86,10 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
     return df.with_columns(spo2_scale=scale)
 
 
+#: the programmes as a polars enum (comparisons with a programme's name work as with text)
+PROGRAMME_ENUM = pl.Enum(PROGRAMMES)
+
+
 @dataclass(frozen=True)
 class Cohort:
     """The patients a run evaluates, in code order (sorted ids), with their context.
@@ -104,8 +108,22 @@ class Cohort:
     ids: pl.Series
     context: pl.DataFrame
     start: np.ndarray
+    #: the whole cohort a slice was cut from, and where (scopes are computed once, on it)
+    parent: "Cohort | None" = None
+    offset: int = 0
+    _scopes: dict = field(default_factory=dict, compare=False, repr=False)
 
     NO_START = np.iinfo(np.int64).min
+
+    def in_scope(self, pack) -> np.ndarray:
+        """Bool per patient: does ``pack`` apply (:func:`engine.timeline.in_scope`)."""
+        if self.parent is not None:
+            return self.parent.in_scope(pack)[self.offset:self.offset + self.size]
+        key = (pack.name, pack.cohorts, pack.min_age, pack.max_age)
+        if key not in self._scopes:
+            from .timeline import in_scope
+            self._scopes[key] = in_scope(pack, self.context)
+        return self._scopes[key]
 
     @property
     def size(self) -> int:
@@ -127,10 +145,13 @@ class Cohort:
         context = context.select([
             (pl.col(c).cast(t) if c in context.columns else pl.lit(None, t)).alias(c)
             for c, (t, _, _) in PATIENT_SCHEMA.items()])
+        # the programme as an enum: a timeline carries it on every row, one byte each
+        context = context.with_columns(pl.col("programme").cast(PROGRAMME_ENUM))
         start = context["enrolled_at"].dt.epoch("us").fill_null(cls.NO_START).to_numpy()
         return cls(ids, context, start.astype(np.int64))
 
     def slice(self, a: int, b: int) -> "Cohort":
         """Patients ``a..b`` (their codes start at 0)."""
+        root = self.parent or self
         return Cohort(self.ids.slice(a, b - a), self.context.slice(a, b - a),
-                      self.start[a:b])
+                      self.start[a:b], parent=root, offset=self.offset + a)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,10 @@ from .timeline import Telemetry, build
 
 #: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
 #: small enough that the chunk's detector outputs and timelines stay in a few hundred MB
-CHUNK_ROWS = 2_000_000
-STAGES = ("ingest", "detect", "timeline", "rules", "episodes", "queue")
+CHUNK_ROWS = 1_000_000
+#: chunks evaluated at the same time (each one's kernels are themselves parallel)
+WORKERS = 2
+STAGES = ("ingest", "detect", "timeline", "rules+episodes", "queue")
 #: the furthest a queue may be drawn up after the latest reading of the input: beyond it the
 #: export is stale (a year of silence for every device) and an evaluation cadence would run over
 #: a span no telemonitoring programme has
@@ -286,7 +289,7 @@ def chunks(patient_rows: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
 def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None = None, *,
                    until: dt.datetime | None = None, index: SeriesIndex | None = None,
                    plan: DetectorPlan | None = None, chunk_rows: int = CHUNK_ROWS,
-                   timings: dict | None = None,
+                   workers: int = WORKERS, timings: dict | None = None,
                    progress: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Episodes of every enabled rule of ``packs`` on clean telemetry (detect → timeline → rules
     → episodes, then the follow-up window), sorted by patient, opening time and rule.
@@ -298,7 +301,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
         raise InputError(f"until must be a timezone-aware datetime (e.g. datetime.now(timezone."
                          f"utc)). Got {until!r} instead.")
     timings = timings if timings is not None else {}
-    for s in ("detect", "timeline", "rules", "episodes"):
+    for s in ("detect", "timeline", "rules+episodes"):
         timings.setdefault(s, 0.0)
     pats = _patients_table(patients)
     index = index if index is not None else SeriesIndex.of(telemetry)
@@ -309,31 +312,42 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     until_us = _us(until) if until is not None else None
     patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(cohort.size + 1))]
     weight = _chunk_weights(packs, ts, index, cohort, patient_rows, until_us)
-    out = []
-    for a, b in chunks(weight, chunk_rows):
+    def run_chunk(bounds):
+        a, b = bounds
+        spent = dict.fromkeys(("detect", "timeline", "rules+episodes"), 0.0)
         r0, r1 = int(patient_rows[a]), int(patient_rows[b])
         sub = index.patients(a, b)
         tel = Telemetry(ts[r0:r1], x[r0:r1], sub)
         part = cohort.slice(a, b)
         t = time.perf_counter()
-        if progress:
-            progress("detect")
         det = detect_arrays(tel.ts, tel.x, sub, plan)
-        timings["detect"] += time.perf_counter() - t
+        spent["detect"] += time.perf_counter() - t
+        found = []
         for pack in packs:
-            if not any(r.enabled for r in pack.rules):
+            if not any(r.enabled for r in pack.rules) or not part.in_scope(pack).any():
                 continue
             t = time.perf_counter()
             tl = build(pack, tel, det, part, until_us)
             t2 = time.perf_counter()
-            cond = conditions(tl, pack)
-            t3 = time.perf_counter()
-            out.append(open_episodes(tl, cond, pack))
-            t4 = time.perf_counter()
-            timings["timeline"] += t2 - t
-            timings["rules"] += t3 - t2
-            timings["episodes"] += t4 - t3
+            # the conditions are evaluated in the same polars pass as the episodes' coding of
+            # them: their time is counted with the episodes
+            found.append(open_episodes(tl, conditions(tl, pack, lazy=True), pack))
+            spent["timeline"] += t2 - t
+            spent["rules+episodes"] += time.perf_counter() - t2
+        return found, spent
+
+    # Chunks run two at a time: while one is in a kernel or in polars (both release the GIL),
+    # the other formats its episodes' evidence and reasons in Python.
+    work = chunks(weight, chunk_rows)
+    out = []
+    if progress:
+        progress("detect")
+    with ThreadPoolExecutor(max_workers=min(workers, len(work)) or 1) as pool:
+        for found, spent in pool.map(run_chunk, work):
+            out += found
+            for k, v in spent.items():
+                timings[k] += v
     t = time.perf_counter()
     episodes = combine(out, pats)
-    timings["episodes"] += time.perf_counter() - t
+    timings["rules+episodes"] += time.perf_counter() - t
     return episodes

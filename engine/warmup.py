@@ -39,19 +39,36 @@ def is_cached() -> bool:
     return _detectors_cached() and all(_has_cache(d) for d in _dispatchers())
 
 
+_T0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+
+
+def _tiny() -> tuple[pl.DataFrame, pl.DataFrame]:
+    hours = [_T0 + dt.timedelta(hours=h) for h in range(4)]
+    raw = pl.DataFrame({"patient_id": ["w1"] * 8, "ts": hours * 2,
+                        "metric": ["spo2"] * 4 + ["glucose"] * 4,
+                        "value": [95.0, 96.0, 94.0, 95.0, 90.0, 60.0, 65.0, 120.0]})
+    patients = pl.DataFrame({"patient_id": ["w1"], "programme": ["diabetes"],
+                             "enrolled_at": [_T0]})
+    return raw, patients
+
+
+def warmup_ingest() -> None:
+    """Load ingest's kernels (a run's first numba call also sets numba itself up): the command
+    line does it while the telemetry file is being read."""
+    from .ingest import ingest_frame
+
+    raw, _ = _tiny()
+    now = _T0 + dt.timedelta(days=1)
+    ingest_frame(raw, now=now)
+    ingest_frame(raw.sample(fraction=1.0, shuffle=True, seed=1), now=now)   # the sort path
+
+
 def warmup(ruleset=None) -> None:
     """Call every kernel of a run once (compiling or loading it): a tiny cohort through ingest
     and, with ``ruleset``, through its packs (else through the bundled ones)."""
     from .pipeline import Engine
 
-    t0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-    hours = [t0 + dt.timedelta(hours=h) for h in range(4)]
-    raw = pl.DataFrame({"patient_id": ["w1"] * 8, "ts": hours * 2,
-                        "metric": ["spo2"] * 4 + ["glucose"] * 4,
-                        "value": [95.0, 96.0, 94.0, 95.0, 90.0, 60.0, 65.0, 120.0]})
-    patients = pl.DataFrame({"patient_id": ["w1"], "programme": ["diabetes"],
-                             "enrolled_at": [t0]})
+    warmup_ingest()
+    raw, patients = _tiny()
     engine = Engine(ruleset) if ruleset is not None else Engine.from_paths()
-    engine.score(raw, patients, now=t0 + dt.timedelta(days=1))
-    engine.score(raw.sample(fraction=1.0, shuffle=True, seed=1), patients,
-                 now=t0 + dt.timedelta(days=1))          # the sort of unordered input
+    engine.score(raw, patients, now=_T0 + dt.timedelta(days=1))

@@ -59,7 +59,7 @@ def score(
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
     from ..pipeline import Engine, load_inputs
-    from ..warmup import is_cached, warmup
+    from ..warmup import is_cached, warmup, warmup_ingest
 
     started = time.perf_counter()
     as_of_dt = parse_as_of(as_of)
@@ -83,6 +83,7 @@ def score(
                 if not is_cached():
                     say("compiling the kernels (first run after install; later runs load them "
                         "from the on-disk cache)…", err=True)
+                warmup_ingest()          # ready before the file is read: ingest needs them next
                 engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
                 warmup(engine.ruleset)
             finally:

@@ -397,14 +397,19 @@ def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime |
         utab, has_unit, _SCALE, _OFFSET, _LOW, _HIGH, _INTEGER, _UNIT_CANON, _us(earliest),
         _us(now + FUTURE_TOLERANCE))
 
-    ok = np.flatnonzero(reason == K.R_OK)
-    rows = K.order(ok, pcode, mcode, ts, max(ids.len(), 1), len(METRIC_NAMES))
-    same = K.same_as_previous(rows, pcode, mcode, ts)
-    keep, conflict, collapsed = _duplicates(rows, same, value)
-    if conflict.size:
-        reason[conflict] = K.R_CONFLICT
-
-    identity = keep.size == n and K.is_identity(keep)
+    if K.all_used_and_strictly_ordered(reason, pcode, mcode, ts):
+        # the common case of a clean, sorted export: no row moves, none is dropped
+        keep, conflict, collapsed, identity = None, np.zeros(0, np.int64), 0, True
+    else:
+        ok = np.flatnonzero(reason == K.R_OK)
+        rows = K.order(ok, pcode, mcode, ts, max(ids.len(), 1), len(METRIC_NAMES))
+        same = K.same_as_previous(rows, pcode, mcode, ts)
+        keep, conflict, collapsed = _duplicates(rows, same, value)
+        if conflict.size:
+            reason[conflict] = K.R_CONFLICT
+        identity = keep.size == n and K.is_identity(keep)
+        if identity:
+            keep = None
     reuse = set()
     if identity:
         reuse = {c for c, ok in (("patient_id", ids_clean), ("metric", metrics_clean),
@@ -414,7 +419,8 @@ def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime |
     clean = _clean_frame(raw, keep, pcode, ids, ts, mcode, value, identity, reuse)
     quarantine = _quarantine(raw, reason, value, pcode, mcode, ts, now, earliest, conflict)
     by_reason = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
-    index = SeriesIndex.from_codes(pcode[keep], mcode[keep], ids)
+    index = (SeriesIndex.from_codes(pcode, mcode, ids) if keep is None
+             else SeriesIndex.from_codes(pcode[keep], mcode[keep], ids))
     report = Reconciliation(source=name, rows_in=n, rows_used=clean.height,
                             rows_quarantined=quarantine.height, duplicates_collapsed=collapsed,
                             by_reason=by_reason, patients=index.patient_ids.len())
@@ -447,7 +453,10 @@ def _duplicates(rows: np.ndarray, same: np.ndarray, value: np.ndarray):
 def _clean_frame(raw: pl.DataFrame, keep: np.ndarray, pcode, ids: pl.Series, ts, mcode,
                  value, identity: bool, reuse: set[str]) -> pl.DataFrame:
     """The clean columns: the input's own where it was clean and in order (``reuse``), else
-    gathered from the codes and converted values of the rows kept."""
+    gathered from the codes and converted values of the rows kept (``keep`` None: every row,
+    in input order)."""
+    if keep is None:
+        keep = slice(None)
     m = mcode[keep]
     names = pl.Series(METRIC_NAMES, dtype=pl.String)
     units = pl.Series([METRICS[x].unit for x in METRIC_NAMES], dtype=pl.String)
@@ -455,7 +464,7 @@ def _clean_frame(raw: pl.DataFrame, keep: np.ndarray, pcode, ids: pl.Series, ts,
         src = raw["source"].cast(pl.String)
         source = src if identity else src.gather(keep)
     else:
-        source = pl.Series([None] * keep.size, dtype=pl.String)
+        source = pl.Series([None] * len(m), dtype=pl.String)
     out = {
         "patient_id": raw["patient_id"] if "patient_id" in reuse else ids.gather(pcode[keep]),
         "ts": raw["ts"] if "ts" in reuse else

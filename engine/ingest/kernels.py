@@ -114,6 +114,25 @@ def is_ordered(rows, p, m, ts):
 
 
 @njit(**JIT)
+def all_used_and_strictly_ordered(reason, p, m, ts):
+    """True when every row is used and the rows are in strictly increasing (patient, metric,
+    time) order: nothing to sort, no duplicate to collapse."""
+    for i in range(reason.size):
+        if reason[i] != R_OK:
+            return False
+        if i:
+            if p[i] != p[i - 1]:
+                if p[i] < p[i - 1]:
+                    return False
+            elif m[i] != m[i - 1]:
+                if m[i] < m[i - 1]:
+                    return False
+            elif ts[i] <= ts[i - 1]:
+                return False
+    return True
+
+
+@njit(**JIT)
 def is_identity(rows):
     """True when ``rows[k] == k`` for every k."""
     for k in range(rows.size):

@@ -11,10 +11,15 @@ from __future__ import annotations
 import polars as pl
 
 
-def conditions(timeline, pack) -> pl.DataFrame:
+def conditions(timeline, pack, *, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
     """One Boolean column per enabled rule of ``pack`` (named by rule id), aligned to
-    ``timeline`` (:class:`engine.timeline.Timeline`); null where unknown."""
+    ``timeline`` (:class:`engine.timeline.Timeline`); null where unknown.
+
+    ``lazy=True`` returns the query instead of its result, so that the episodes stage's own
+    step over the conditions (:func:`engine.episodes.open_episodes`) runs in the same pass.
+    """
     rules = [r for r in pack.rules if r.enabled]
+    frame = timeline.values.lazy() if lazy else timeline.values
     if not rules:
-        return pl.DataFrame(height=timeline.height)
-    return timeline.values.select([r.expr.alias(r.id) for r in rules])
+        return frame.select([]) if lazy else pl.DataFrame(height=timeline.height)
+    return frame.select([r.expr.alias(r.id) for r in rules])

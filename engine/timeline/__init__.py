@@ -231,7 +231,7 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     n_pat = cohort.size
     index = tel.index
     pser = tel.patient_series(n_pat)
-    scope = in_scope(pack, cohort.context)
+    scope = cohort.in_scope(pack)
     has_until = until_us is not None
     until = int(until_us) if has_until else 0
     every = int(pack.evaluate_every_us or 0)
