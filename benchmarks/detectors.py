@@ -42,7 +42,13 @@ temporary; Linux ``VmHWM`` reset through ``/proc/self/clear_refs``); ``peak+/in`
 ``work`` the peak above input minus the eight float64 output columns, i.e. temporaries only;
 ``x veille`` each tool's time over veille's.
 
-Results go to ``benchmarks/results/detectors-<rows>.json``.
+``--dataset multi`` measures the layout the pipeline uses: six metrics (heart rate, respiratory
+rate, SpO2, systolic pressure, temperature, weight), four detectors each (mean 1 h, min and max
+6 h, std 24 h: 24 detectors). veille plans them per metric and writes each metric's outputs for
+that metric's rows only (``engine.detect``: rows × 4, not rows × 24); the peers compute the same
+four statistics per (patient, metric) series.
+
+Results go to ``benchmarks/results/detectors-<rows>.json`` (``detectors-multi-<rows>.json``).
 """
 from __future__ import annotations
 
@@ -60,6 +66,9 @@ import numpy as np
 import polars as pl
 
 METRICS = ("heart_rate", "resp_rate", "spo2")     # sorted, as the telemetry contract sorts them
+#: the multi-metric data set (--dataset multi): six metrics, four detectors each
+METRICS6 = ("heart_rate", "resp_rate", "sbp", "spo2", "temp", "weight")
+OUTPUTS4 = ("mean_1h", "min_6h", "max_6h", "std_24h")
 ROWS_PER_SERIES = 600
 THRESHOLD = 105.0
 OUTPUTS = ("mean_1h", "min_6h", "max_6h", "std_24h", "delta_24h", "z_72h", "above_min",
@@ -75,6 +84,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # --------------------------------------------------------------------------------------------
 def make_telemetry(rows: int, seed: int = 0) -> pl.DataFrame:
     """Sorted long-format telemetry with ``rows`` rows and no tied timestamps within a series."""
+    METRICS = DATASET["metrics"]
     rng = np.random.default_rng(seed)
     n_series = max(1, -(-rows // ROWS_PER_SERIES))
     n_series = -(-n_series // len(METRICS)) * len(METRICS)      # whole patients
@@ -241,10 +251,82 @@ IMPL = {
 }
 
 
+# -- the multi-metric data set: four statistics per (patient, metric), laid out per metric ----
+def veille_multi_compute(df: pl.DataFrame):
+    from engine.detect import DetectorPlan, detect
+    plan = DetectorPlan.from_specs({f"{m}.{o}": {"metric": m, **VEILLE_SPECS[o]}
+                                    for m in METRICS6 for o in OUTPUTS4})
+    return detect(df, plan)
+
+
+def veille_multi_columns(det) -> pl.DataFrame:
+    """The four outputs aligned to the rows (each row's value from its own metric's block)."""
+    return pl.DataFrame({o: pl.select(pl.coalesce([det.column(f"{m}.{o}")
+                                                   for m in METRICS6])).to_series()
+                         for o in OUTPUTS4})
+
+
+def polars_multi_compute(df: pl.DataFrame) -> pl.DataFrame:
+    s = ["patient_id", "metric"]
+    v, t = pl.col("value"), pl.col("ts")
+    return df.with_columns(
+        v.rolling_mean_by(t, "1h", closed="both").over(s).alias("mean_1h"),
+        v.rolling_min_by(t, "6h", closed="both").over(s).alias("min_6h"),
+        v.rolling_max_by(t, "6h", closed="both").over(s).alias("max_6h"),
+        v.rolling_std_by(t, "24h", closed="both").over(s).alias("std_24h"))
+
+
+DUCKDB_MULTI_SQL = """
+CREATE OR REPLACE TABLE result AS
+SELECT patient_id, metric, ts, value,
+  AVG(value) OVER w1 AS mean_1h, MIN(value) OVER w6 AS min_6h, MAX(value) OVER w6 AS max_6h,
+  STDDEV_SAMP(value) OVER w24 AS std_24h
+FROM telemetry
+WINDOW
+  w1 AS (PARTITION BY patient_id, metric ORDER BY ts
+         RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
+  w6 AS (PARTITION BY patient_id, metric ORDER BY ts
+         RANGE BETWEEN INTERVAL 6 HOUR PRECEDING AND CURRENT ROW),
+  w24 AS (PARTITION BY patient_id, metric ORDER BY ts
+          RANGE BETWEEN INTERVAL 24 HOUR PRECEDING AND CURRENT ROW)
+"""
+
+
+def duckdb_multi_compute(con):
+    con.execute(DUCKDB_MULTI_SQL)
+    return con
+
+
+def pandas_multi_compute(df):
+    import pandas as pd
+    g = df.groupby(["patient_id", "metric"], sort=False, observed=True)
+    out = pd.DataFrame(index=df.index)
+    r1 = g.rolling("1h", on="ts", closed="both")["value"]
+    r6 = g.rolling("6h", on="ts", closed="both")["value"]
+    out["mean_1h"] = r1.mean().to_numpy()
+    out["min_6h"] = r6.min().to_numpy()
+    out["max_6h"] = r6.max().to_numpy()
+    out["std_24h"] = g.rolling("24h", on="ts", closed="both")["value"].std().to_numpy()
+    return out
+
+
+DATASETS = {
+    "single": {"metrics": METRICS, "outputs": OUTPUTS, "impl": IMPL, "tag": ""},
+    "multi": {"metrics": METRICS6, "outputs": OUTPUTS4, "tag": "multi-", "impl": {
+        "veille": (polars_load, veille_multi_compute, veille_multi_columns),
+        "polars": (polars_load, polars_multi_compute, lambda r: r),
+        "duckdb": (duckdb_load, duckdb_multi_compute, duckdb_columns),
+        "pandas": (pandas_load, pandas_multi_compute, lambda r: pl.from_pandas(r)),
+    }},
+}
+DATASET = DATASETS["single"]
+
+
 def columns_of(impl: str, result) -> dict[str, np.ndarray]:
-    """The eight outputs as float64 arrays, null -> NaN, in (patient, metric, ts) order."""
-    frame = IMPL[impl][2](result)
-    return {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in OUTPUTS}
+    """The outputs as float64 arrays, null -> NaN, in (patient, metric, ts) order."""
+    frame = DATASET["impl"][impl][2](result)
+    return {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            for c in DATASET["outputs"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,12 +338,12 @@ def check_agreement(rows: int, tmp: Path, rtol: float = 1e-6) -> dict:
     make_telemetry(rows, seed=1).write_parquet(path)
     cols = {}
     for impl in IMPLS:
-        load, compute, _ = IMPL[impl]
+        load, compute, _ = DATASET["impl"][impl]
         cols[impl] = columns_of(impl, compute(load(path)))
     report = {}
     for impl in IMPLS[1:]:
         worst = {}
-        for c in OUTPUTS:
+        for c in DATASET["outputs"]:
             a, b = cols["veille"][c], cols[impl][c]
             # a peer's +-inf (0/0 or x/0 z-score) is "undefined", as veille's null
             b = np.where(np.isfinite(b), b, np.nan)
@@ -296,6 +378,8 @@ def compile_veille() -> dict:
     before = is_cached(fns)
     t = time.perf_counter()
     warmup(fns)
+    if DATASET is DATASETS["multi"]:
+        veille_multi_compute(make_telemetry(1000))      # the detect stage's own kernels
     return {"cached_before": before, "compile_s": time.perf_counter() - t}
 
 
@@ -316,12 +400,14 @@ def run_one(impl: str, path: str, repeat: int) -> dict:
     its compilation is timed apart (:func:`compile_veille`, another process) so that the
     compiler's own memory does not hide in this process's heap.
     """
-    load, compute, _ = IMPL[impl]
+    load, compute, _ = DATASET["impl"][impl]
     out = {"impl": impl}
     if impl == "veille":
         from engine.detectors import warmup
         t = time.perf_counter()
         warmup(sorted({s["fn"] for s in VEILLE_SPECS.values()}))
+        if DATASET is DATASETS["multi"]:
+            veille_multi_compute(make_telemetry(1000))
         out["cache_load_s"] = time.perf_counter() - t
     import duckdb  # noqa: F401  (every reader's libraries are in memory before the baseline)
     import pandas  # noqa: F401
@@ -356,6 +442,7 @@ def run_in_subprocess(impl: str, path: Path | None, repeat: int, cache_dir: str 
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
     args = ["--compile"] if path is None else ["--data", str(path), "--repeat", str(repeat)]
+    args += ["--dataset", "multi" if DATASET is DATASETS["multi"] else "single"]
     r = subprocess.run([sys.executable, "-m", "benchmarks.detectors", "--impl", impl, *args],
                        capture_output=True, text=True, env=env,
                        cwd=Path(__file__).resolve().parents[1])
@@ -383,13 +470,13 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
     runs["veille"].update(compiled)
     ref = runs["veille"]
     for impl in IMPLS[1:]:
-        for c in OUTPUTS:
+        for c in DATASET["outputs"]:
             a, b = ref["sums"][c], runs[impl]["sums"][c]
             if abs(a - b) > 1e-6 * max(1.0, abs(a)) or ref["nulls"][c] != runs[impl]["nulls"][c]:
                 raise AssertionError(f"{rows} rows, {impl} {c}: sum {b} vs veille {a}, nulls "
                                      f"{runs[impl]['nulls'][c]} vs {ref['nulls'][c]}")
     best = {impl: min(r["times_s"]) for impl, r in runs.items()}
-    output_bytes = rows * len(OUTPUTS) * 8          # the eight float64 result columns
+    output_bytes = rows * len(DATASET["outputs"]) * 8          # the float64 result columns
     table = []
     for impl in IMPLS:
         r = runs[impl]
@@ -402,7 +489,8 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
             "peak_rss_mb": r["peak_rss_bytes"] / 2**20,
             "ratio_to_veille": best[impl] / best["veille"],
         })
-    return {"rows": rows, "input_bytes": input_bytes, "output_bytes": output_bytes,
+    return {"rows": rows, "dataset": "multi" if DATASET is DATASETS["multi"] else "single",
+            "input_bytes": input_bytes, "output_bytes": output_bytes,
             "repeat": repeat,
             "veille_compile_s": runs["veille"]["compile_s"],
             "veille_cache_load_s": runs["veille"]["cache_load_s"],
@@ -435,10 +523,15 @@ def main(argv=None) -> None:
                     "to 2e6 rows, else 1; veille always runs at least 3")
     ap.add_argument("--check-rows", type=int, default=60_000,
                     help="rows of the cohort the four must agree on")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="single",
+                    help="single: three metrics, eight detectors applied to every metric; "
+                         "multi: six metrics, four detectors of each metric")
     ap.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global DATASET
+    DATASET = DATASETS[args.dataset]
     if args.impl:                                    # child process: one tool, JSON on stdout
         res = compile_veille() if args.compile else run_one(args.impl, args.data, args.repeat or 1)
         print(json.dumps(res))
@@ -456,7 +549,7 @@ def main(argv=None) -> None:
             res = bench(rows, Path(tmp), repeat)
             res["agreement"] = agreement
             print_table(res)
-            out = RESULTS / f"detectors-{rows}.json"
+            out = RESULTS / f"detectors-{DATASET['tag']}{rows}.json"
             tmp_out = out.with_suffix(".json.tmp")
             tmp_out.write_text(json.dumps(res, indent=2))
             tmp_out.replace(out)

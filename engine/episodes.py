@@ -31,6 +31,7 @@ import polars as pl
 from numba import njit, prange
 
 from .config import JIT_PARALLEL
+from .memory import POOL
 from .ruleset.evidence import evidence_column, parse_template, reason_column
 from .schema import TS_DTYPE
 from .timeline import Timeline, fresh_column
@@ -44,8 +45,8 @@ EPISODE_COLUMNS = {
 }
 
 
-@njit(**JIT_PARALLEL)
-def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm):
+def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
+                   out=None):
     """Episodes of every series (one patient's timeline for one rule) in one call.
 
     ``state`` is int8: 1 holds, 0 known false, -1 unknown (ends a run; skipped by the
@@ -54,13 +55,21 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, c
     count). Returns row indices ``opened, since, last, resolved`` (-1: not resolved), written per
     series from the series' first row, and ``count[k]`` episodes for series ``k``: series ``k``'s
     episodes are slots ``offsets[k] .. offsets[k] + count[k]`` (the other slots are not written).
+
+    ``out``, when given, is an int64[4, n] array the four results are written into (reused
+    across the rules of a pack: only the slots counted are ever read).
     """
-    n = ts.size
-    opened = np.empty(n, np.int64)
-    since = np.empty(n, np.int64)
-    last = np.empty(n, np.int64)
-    resolved = np.empty(n, np.int64)
+    if out is None:
+        out = np.empty((4, ts.size), np.int64)
     count = np.zeros(offsets.size - 1, np.int64)
+    _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, out[0],
+              out[1], out[2], out[3], count)
+    return out[0], out[1], out[2], out[3], count
+
+
+@njit(**JIT_PARALLEL)
+def _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, opened,
+              since, last, resolved, count):
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
         w = a                       # next episode slot of this series
@@ -79,7 +88,7 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, c
                 if run < 0:
                     run = i
                     run_fresh = 0
-                if fresh[i]:
+                if confirm > 1 and fresh[i]:
                     run_fresh += 1
                 if cur >= 0:
                     last[cur] = i
@@ -98,7 +107,6 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, c
                         cur = -1
                 # UNKNOWN: the resolution count pauses (false_from is kept)
         count[k] = w - a
-    return opened, since, last, resolved, count
 
 
 def slots(offsets: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -124,20 +132,21 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
     pid = timeline.patient
     starts = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]])
     offsets = np.append(starts, timeline.height).astype(np.int64)
-    every_time = np.ones(timeline.height, np.bool_)
+    no_count = np.ones(1, np.bool_)       # read only when a rule counts readings
     # a null condition becomes the state its rule's on_missing says, in one pass for all rules
     coded = conditions.select(pl.col(r.id).cast(pl.Int8).fill_null(_MISSING[r.on_missing])
                               for r in rules)
     if isinstance(coded, pl.LazyFrame):
         coded = coded.collect()
     rows = []
+    slots_out = POOL.empty((4, timeline.height), np.int64)     # reused rule after rule
     for r in rules:
         state = coded.get_column(r.id).to_numpy()
         fresh = (timeline.values.get_column(fresh_column(r.confirm_metrics)).to_numpy()
-                 if r.confirm_readings > 1 else every_time)
+                 if r.confirm_readings > 1 else no_count)
         o, s, l, z, count = episode_kernel(timeline.ts, state, offsets, r.for_us,
                                            r.cooldown_us, r.resolve_after_us, fresh,
-                                           r.confirm_readings)
+                                           r.confirm_readings, out=slots_out)
         keep = slots(offsets, count)
         if keep.size:
             rows.append((r, o[keep], s[keep], l[keep], z[keep]))

@@ -39,7 +39,7 @@ from .timeline import Telemetry, build
 
 #: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
 #: small enough that the chunk's detector outputs and timelines stay in a few hundred MB
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 2_000_000
 #: chunks evaluated at the same time (each one's kernels are themselves parallel)
 WORKERS = 2
 STAGES = ("ingest", "detect", "timeline", "rules+episodes", "queue")
@@ -342,11 +342,15 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     out = []
     if progress:
         progress("detect")
-    with ThreadPoolExecutor(max_workers=min(workers, len(work)) or 1) as pool:
-        for found, spent in pool.map(run_chunk, work):
-            out += found
-            for k, v in spent.items():
-                timings[k] += v
+    if workers > 1 and len(work) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(work))) as pool:
+            results = list(pool.map(run_chunk, work))
+    else:
+        results = map(run_chunk, work)
+    for found, spent in results:
+        out += found
+        for k, v in spent.items():
+            timings[k] += v
     t = time.perf_counter()
     episodes = combine(out, pats)
     timings["rules+episodes"] += time.perf_counter() - t

@@ -27,7 +27,7 @@ def _dispatchers():
     from .ingest import encode, kernels as ingest_kernels
     from .timeline import kernels as timeline_kernels
 
-    out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes.episode_kernel,
+    out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
            detect._block_positions, detect._gather_block, encode.run_starts]
     for module in (ingest_kernels, timeline_kernels):
         out += [v for v in vars(module).values() if hasattr(v, "_cache")]

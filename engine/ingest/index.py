@@ -13,6 +13,9 @@ import numpy as np
 import polars as pl
 
 from ..schema import METRIC_NAMES
+from numba import njit
+
+from ..config import JIT
 from . import kernels as K
 
 
@@ -99,15 +102,44 @@ class SeriesIndex:
         if n == 0:
             return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int16),
                        pl.Series("patient_id", [], dtype=pl.String))
-        pid = clean["patient_id"].cast(pl.String)
-        prun = pid.rle_id().to_numpy().astype(np.int64)
-        mrun = clean["metric"].cast(pl.String).rle_id().to_numpy().astype(np.int64)
-        pcode = prun.astype(np.int32)
-        starts = np.flatnonzero(np.r_[True, np.diff(prun) != 0])
-        ids = pid.gather(starts)
+        runs = clean.select(pl.col("patient_id").rle_id().alias("p"),
+                            pl.col("metric").rle_id().alias("m"))      # in parallel
+        offsets, prun, mrun = _series_of_runs(runs["p"].to_numpy(), runs["m"].to_numpy())
+        heads = offsets[:-1]
+        ids = clean["patient_id"].cast(pl.String).gather(heads[_firsts(prun)])
         code = {m: i for i, m in enumerate(METRIC_NAMES)}
-        mstarts = np.flatnonzero(np.r_[True, np.diff(mrun) != 0])
-        names = clean["metric"].cast(pl.String).gather(mstarts).to_list()
-        mcode = np.repeat(np.array([code.get(x, -1) for x in names], np.int16),
-                          np.diff(np.r_[mstarts, n]))
-        return cls.from_codes(pcode, mcode, ids)
+        names = clean["metric"].cast(pl.String).gather(heads).to_list()
+        metric = np.array([code.get(x, -1) for x in names], np.int16)
+        patient = (prun - prun[0]).astype(np.int32) if prun.size else prun.astype(np.int32)
+        return cls(offsets, _dense(patient), metric, ids)
+
+
+@njit(**JIT)
+def _series_of_runs(prun, mrun):
+    """Series offsets where the patient run or the metric run changes, with each series' runs."""
+    n = prun.size
+    starts = np.empty(n + 1, np.int64)
+    s = 0
+    for i in range(n):
+        if i == 0 or prun[i] != prun[i - 1] or mrun[i] != mrun[i - 1]:
+            starts[s] = i
+            s += 1
+    starts[s] = n
+    offsets = starts[:s + 1].copy()
+    p = np.empty(s, np.int64)
+    m = np.empty(s, np.int64)
+    for k in range(s):
+        p[k] = prun[offsets[k]]
+        m[k] = mrun[offsets[k]]
+    return offsets, p, m
+
+
+def _firsts(codes: np.ndarray) -> np.ndarray:
+    """Index of the first series of each patient (codes non-decreasing)."""
+    return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """Non-decreasing codes renumbered 0, 1, 2… (a patient per distinct code)."""
+    step = np.r_[0, (codes[1:] != codes[:-1]).astype(np.int32)]
+    return np.cumsum(step, dtype=np.int32)
