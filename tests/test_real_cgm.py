@@ -91,3 +91,26 @@ def test_diabetes_pack_agrees_with_the_cgm_metrics(name, tz):
                 .filter(pl.col("low")).group_by("run")
                 .agg(span=(pl.col("ts").max() - pl.col("ts").min()).dt.total_minutes()))
         assert runs["span"].max() < 15, pid
+
+
+def _readme_export_command() -> list[str]:
+    """The command of the README's "Scoring your own export" section, as arguments."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Scoring your own export", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    words = block.replace("\\\n", " ").split()
+    assert words[:3] == ["uv", "run", "veille"], words
+    return words[3:]
+
+
+def test_the_readme_export_section_scores_a_study_file_first_try(tmp_path, monkeypatch):
+    """A newcomer copies the README's command, with their file in place of cgm.csv."""
+    args = _readme_export_command()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cgm.csv").write_bytes((CGM / "dubosson2018.csv").read_bytes())
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    text = r.output.replace("\n", " ")
+    assert "rows in 8,055 = used" in text                # every row accounted for
+    q = pl.read_parquet(tmp_path / "out" / "cgm-queue.parquet")
+    assert q.height > 0 and set(q["pack"]) <= {"diabetes", "device_silence"}
