@@ -37,18 +37,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.detectors import _status
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_PER_PATIENT = 1_800          # 42 days of the generator's programme mix
 DAYS = 42
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(key)
 
 
 def _reset_peak() -> None:

@@ -22,91 +22,20 @@ raises.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from engine.errors import InputError
 from engine.schema import METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA, TS_DTYPE
+# the definitions (reasons, their texts, the row accounting) are engine's; the logic is this
+# file's own
+from engine.ingest import (EARLIEST, FUTURE_TOLERANCE, QUARANTINE_SCHEMA, REASONS,
+                           IngestResult, Reconciliation, _check_columns, adapt_columns,
+                           check_zone)
 from engine.sources import read_table
 
-#: Quarantine reasons, in the order they are checked (the first that applies is recorded).
-REASONS: dict[str, str] = {
-    "missing_patient_id": "patient_id is empty",
-    "unknown_patient": "patient_id is not in the patients table",
-    "missing_timestamp": "ts is empty",
-    "unparseable_timestamp": "ts is not an ISO-8601 date-time",
-    "naive_timestamp": "ts has no time zone and no zone was configured (--tz)",
-    "nonexistent_local_time": "ts is a local time that does not exist (daylight-saving gap)",
-    "unknown_metric": "metric is neither a canonical name nor a known LOINC code",
-    "missing_value": "value is empty",
-    "unparseable_value": "value is not a number",
-    "non_finite_value": "value is NaN or infinite",
-    "unconvertible_unit": "unit cannot be converted to the metric's canonical unit",
-    "implausible_value": "value is outside the metric's plausibility limits",
-    "timestamp_too_early": "ts is before the earliest plausible date (a device clock reset?)",
-    "future_timestamp": "ts is in the future",
-    "conflicting_duplicate": "another row has the same patient, metric and time but another value",
-}
-
-QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
-    "row": pl.Int64(),
-    "patient_id": pl.String(),
-    "ts": pl.String(),
-    "metric": pl.String(),
-    "value": pl.String(),
-    "unit": pl.String(),
-    "source": pl.String(),
-    "reason": pl.String(),
-    "detail": pl.String(),
-}
-
 _NULL_TEXT = ("", "NA", "N/A", "null", "NULL", "None", "-")
-#: clock skew tolerated before a timestamp counts as "in the future"
-FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-EARLIEST = dt.datetime(2000, 1, 2, tzinfo=dt.timezone.utc)
-
-
-@dataclass
-class Reconciliation:
-    """Row accounting of one ingest: the invariant ``rows_in == used + quarantined + collapsed``."""
-
-    source: str
-    rows_in: int
-    rows_used: int
-    rows_quarantined: int
-    duplicates_collapsed: int
-    by_reason: dict[str, int] = field(default_factory=dict)
-    patients: int = 0
-
-    @property
-    def balanced(self) -> bool:
-        return self.rows_in == self.rows_used + self.rows_quarantined + self.duplicates_collapsed
-
-    def check(self) -> "Reconciliation":
-        if not self.balanced:  # a bug in veille, never bad input
-            raise AssertionError(f"row accounting does not reconcile: {self.summary()}")
-        return self
-
-    def summary(self) -> str:
-        mark = "=" if self.balanced else "!="
-        return (f"rows in {self.rows_in:,} {mark} used {self.rows_used:,} + quarantined "
-                f"{self.rows_quarantined:,} + duplicates collapsed {self.duplicates_collapsed:,}")
-
-    def as_dict(self) -> dict:
-        return {"source": self.source, "rows_in": self.rows_in, "rows_used": self.rows_used,
-                "rows_quarantined": self.rows_quarantined,
-                "duplicates_collapsed": self.duplicates_collapsed,
-                "by_reason": dict(self.by_reason), "patients": self.patients,
-                "balanced": self.balanced}
-
-
-@dataclass
-class IngestResult:
-    clean: pl.DataFrame
-    quarantine: pl.DataFrame
-    report: Reconciliation
 
 
 def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
@@ -143,35 +72,16 @@ def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
     return ingest_frame(raw, tz=tz, now=now, name=label)
 
 
-def adapt_columns(raw: pl.DataFrame, name: str, *, columns: dict[str, str] | None = None,
-                  metric: str | None = None, unit: str | None = None) -> pl.DataFrame:
-    """Rename columns and add constant ``metric`` / ``unit`` columns to an export."""
-    if columns:
-        unknown = [c for c in columns if c not in raw.columns]
-        if unknown:
-            raise InputError(f"cannot rename column(s) {', '.join(unknown)}: the file has "
-                             f"{', '.join(raw.columns)}.", path=name, column=unknown[0])
-        raw = raw.rename(columns)
-    for col, value in (("metric", metric), ("unit", unit)):
-        if value is None:
-            continue
-        if col in raw.columns:
-            raise InputError(f"the file already has a '{col}' column; drop --{col} or rename "
-                             "the column.", path=name, column=col)
-        raw = raw.with_columns(pl.lit(value, dtype=pl.String).alias(col))
-    return raw
-
-
 def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime | None = None,
                  name: str = "<frame>", patients: pl.DataFrame | None = None,
                  earliest: dt.datetime = EARLIEST) -> IngestResult:
     """:func:`ingest` on a frame already in memory."""
-    _check_columns(raw, name)
+    _check_columns(raw, name)          # file-level checks: engine's own, not compared here
     if raw.height == 0:
         raise InputError("has the telemetry columns but no rows: nothing to score. An empty "
                          "export usually means the upstream extraction failed.", path=name)
     if tz is not None:
-        _check_zone(tz)
+        check_zone(tz)
     now = now or dt.datetime.now(dt.timezone.utc)
     if now.tzinfo is None:
         raise InputError("the reference time 'now' must carry a time zone", path=name)
@@ -202,51 +112,6 @@ def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime |
                             rows_quarantined=quarantine.height, duplicates_collapsed=collapsed,
                             by_reason=by_reason, patients=clean["patient_id"].n_unique())
     return IngestResult(clean=clean, quarantine=quarantine, report=report.check())
-
-
-# --------------------------------------------------------------------------------------------
-# file-level checks
-
-
-def _check_columns(raw: pl.DataFrame, name: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    if missing:
-        found = ", ".join(raw.columns) or "none"
-        raise InputError(
-            f"telemetry is missing the required column(s) {', '.join(missing)}. Telemetry is long "
-            f"format with columns {', '.join(REQUIRED_COLUMNS)} (and optionally "
-            f"{', '.join(OPTIONAL_COLUMNS)}); found: {found}.", path=name, column=missing[0])
-    allowed = {
-        "patient_id": lambda t: t == pl.String or t.is_integer(),
-        "ts": lambda t: t == pl.String or isinstance(t, pl.Datetime) or t == pl.Date,
-        "metric": lambda t: t == pl.String or t == pl.Categorical or t.is_integer(),
-        "value": lambda t: t == pl.String or t.is_numeric() or t == pl.Null,
-        "unit": lambda t: t == pl.String or t == pl.Null or t == pl.Categorical,
-        "source": lambda t: t == pl.String or t == pl.Null or t == pl.Categorical
-        or t.is_integer(),
-    }
-    expected = {
-        "patient_id": "text (a pseudonymous id) or an integer",
-        "ts": "a timestamp or ISO-8601 text (epoch numbers are ambiguous and refused)",
-        "metric": "text (a canonical metric name or a LOINC code)",
-        "value": "a number (or text holding a number)",
-        "unit": "text (UCUM unit)",
-        "source": "text (device or questionnaire id)",
-    }
-    for col, ok in allowed.items():
-        if col in raw.columns and raw[col].dtype != pl.Null and not ok(raw[col].dtype):
-            raise InputError(f"has type {raw[col].dtype}; expected {expected[col]}.", path=name,
-                             column=col)
-
-
-def _check_zone(tz: str) -> None:
-    import zoneinfo
-
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown time zone {tz!r}; give an IANA name such as 'Europe/Paris' "
-                         "or 'UTC'.") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,38 +17,6 @@ from engine.ruleset.compile.symbols import PATIENT_FIELDS
 from engine.schema import TS_DTYPE
 
 
-import polars as pl
-
-
-HOUR_US = 3_600_000_000
-DAY_US = 24 * HOUR_US
-
-#: built-in maximum staleness per metric, µs — the expected measurement interval at home plus a
-#: margin for a late measurement; vitals spot checks a few times a day, daily weights and
-#: questionnaires, nightly CPAP reports, continuous glucose every 5-15 minutes, labs monthly,
-#: ICOPE step 1 every 4 months (Toulouse ICOPE MONITOR)
-DEFAULT_STALENESS: dict[str, int] = {
-    "heart_rate": 6 * HOUR_US, "spo2": 6 * HOUR_US, "resp_rate": 6 * HOUR_US,
-    "temp": 6 * HOUR_US, "sbp": 6 * HOUR_US, "dbp": 6 * HOUR_US,
-    "consciousness": 6 * HOUR_US, "on_oxygen": 6 * HOUR_US,
-    "weight": 36 * HOUR_US, "steps": 36 * HOUR_US, "dyspnoea": 36 * HOUR_US,
-    "cpap_hours": 36 * HOUR_US, "ahi": 36 * HOUR_US, "mask_leak": 36 * HOUR_US,
-    "glucose": 30 * 60_000_000,
-    "fall": DAY_US,
-    "albumin": 30 * DAY_US,
-    "icope_cognition": 130 * DAY_US, "icope_locomotion": 130 * DAY_US,
-    "icope_vitality": 130 * DAY_US, "icope_vision": 130 * DAY_US,
-    "icope_hearing": 130 * DAY_US, "icope_psychological": 130 * DAY_US,
-}
-#: for a metric missing from the table
-FALLBACK_STALENESS = DAY_US
-
-
-def default_staleness(metric: str | None) -> int:
-    """The built-in staleness of ``metric`` in µs (:data:`DEFAULT_STALENESS`)."""
-    return DEFAULT_STALENESS.get(metric or "", FALLBACK_STALENESS)
-
-
 def _us(ts: pl.Expr) -> pl.Expr:
     return ts.dt.epoch("us")
 

@@ -13,9 +13,6 @@ import numpy as np
 import polars as pl
 
 from ..schema import METRIC_NAMES
-from numba import njit
-
-from ..config import JIT
 from . import kernels as K
 
 
@@ -104,34 +101,16 @@ class SeriesIndex:
                        pl.Series("patient_id", [], dtype=pl.String))
         runs = clean.select(pl.col("patient_id").rle_id().alias("p"),
                             pl.col("metric").rle_id().alias("m"))      # in parallel
-        offsets, prun, mrun = _series_of_runs(runs["p"].to_numpy(), runs["m"].to_numpy())
+        prun_rows = runs["p"].to_numpy()
+        offsets = K.series_bounds(prun_rows, runs["m"].to_numpy())
         heads = offsets[:-1]
+        prun = prun_rows[heads].astype(np.int64)
         ids = clean["patient_id"].cast(pl.String).gather(heads[_firsts(prun)])
         code = {m: i for i, m in enumerate(METRIC_NAMES)}
         names = clean["metric"].cast(pl.String).gather(heads).to_list()
         metric = np.array([code.get(x, -1) for x in names], np.int16)
         patient = (prun - prun[0]).astype(np.int32) if prun.size else prun.astype(np.int32)
         return cls(offsets, _dense(patient), metric, ids)
-
-
-@njit(**JIT)
-def _series_of_runs(prun, mrun):
-    """Series offsets where the patient run or the metric run changes, with each series' runs."""
-    n = prun.size
-    starts = np.empty(n + 1, np.int64)
-    s = 0
-    for i in range(n):
-        if i == 0 or prun[i] != prun[i - 1] or mrun[i] != mrun[i - 1]:
-            starts[s] = i
-            s += 1
-    starts[s] = n
-    offsets = starts[:s + 1].copy()
-    p = np.empty(s, np.int64)
-    m = np.empty(s, np.int64)
-    for k in range(s):
-        p[k] = prun[offsets[k]]
-        m[k] = mrun[offsets[k]]
-    return offsets, p, m
 
 
 def _firsts(codes: np.ndarray) -> np.ndarray:
