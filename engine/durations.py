@@ -13,6 +13,9 @@ US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000,
 _PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:w|d|h|m|s))+$")
 EXAMPLES = "'30m', '6h', '3d', '2w' or '1h30m'"
+#: the longest duration veille takes (100 years): anything longer is a typo, and kernels hold
+#: durations as 64-bit microseconds
+MAX_US = 100 * 365 * 86_400_000_000
 
 
 def parse_duration(text: object, *, what: str = "duration") -> int:
@@ -24,14 +27,23 @@ def parse_duration(text: object, *, what: str = "duration") -> int:
     90
     """
     if isinstance(text, bool) or not isinstance(text, str):
-        raise SpecError(f"The {what} must be a duration like {EXAMPLES}. Got {text!r} instead.")
+        raise SpecError(f"The {what} must be a duration like {EXAMPLES}. Got {_short(text)} "
+                        "instead.")
     s = text.strip()
     if not _WHOLE.match(s):
-        raise SpecError(f"The {what} must be a duration like {EXAMPLES}. Got {text!r} instead.")
+        raise SpecError(f"The {what} must be a duration like {EXAMPLES}. Got {_short(text)} "
+                        "instead.")
     total = 0.0
     for number, unit in _PART.findall(s):
         total += float(number) * US[unit]
+    if total > MAX_US:
+        raise SpecError(f"The {what} must be at most 100 years. Got {_short(text)} instead.")
     return int(round(total))
+
+
+def _short(text: str) -> str:
+    r = repr(text)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def is_duration(text: object) -> bool:

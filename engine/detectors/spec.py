@@ -70,6 +70,11 @@ class ResolvedSpec:
         return int(self.detector.lookback(self.params))
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _closest(word: object, choices) -> str:
     if not isinstance(word, str):
         return ""
@@ -81,16 +86,16 @@ def _parse_param(name: str, fn: str, pname: str, kind: str, value: object):
     where = f"The {pname!r} parameter of spec {name!r} (fn {fn})"
     if kind == DURATION:
         if not is_duration(value):
-            raise SpecError(f"{where} must be {_DURATION_LIKE}. Got {value!r} instead.")
-        return parse_duration(value)
+            raise SpecError(f"{where} must be {_DURATION_LIKE}. Got {_shown(value)} instead.")
+        return parse_duration(value, what=f"{pname!r} parameter of spec {name!r}")
     if kind == FLOAT:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
-            raise SpecError(f"{where} must be a finite number. Got {value!r} instead.")
+            raise SpecError(f"{where} must be a finite number. Got {_shown(value)} instead.")
         return float(value)
     if kind == INT:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where} must be a whole number. Got {value!r} instead.")
+            raise SpecError(f"{where} must be a whole number. Got {_shown(value)} instead.")
         return int(value)
     raise AssertionError(kind)   # registry.register rejects unknown kinds
 
@@ -118,16 +123,16 @@ def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True,
         keys), missing or malformed parameter, unknown metric (with the canonical metrics).
     """
     if not isinstance(name, str) or not name:
-        raise SpecError(f"A spec name must be a non-empty string. Got {name!r} instead.")
+        raise SpecError(f"A spec name must be a non-empty string. Got {_shown(name)} instead.")
     if not isinstance(spec, Mapping):
         raise SpecError(f"Spec {name!r} must be a mapping like {{metric: weight, fn: delta, "
-                        f"window: 3d}}. Got {spec!r} instead.")
+                        f"window: 3d}}. Got {_shown(spec)} instead.")
     valid_fns = ", ".join(sorted(REGISTRY))
     if "fn" not in spec:
         raise SpecError(f"Spec {name!r} has no 'fn'. Valid fns are: {valid_fns}.")
     fn = spec["fn"]
     if not isinstance(fn, str) or fn not in REGISTRY:
-        raise SpecError(f"Spec {name!r} has an unknown fn {fn!r}.{_closest(fn, REGISTRY)} "
+        raise SpecError(f"Spec {name!r} has an unknown fn {_shown(fn)}.{_closest(fn, REGISTRY)} "
                         f"Valid fns are: {valid_fns}.")
     det = REGISTRY[fn]
     allowed = (SPEC_KEYS if metric_required else SPEC_KEYS[1:]) + tuple(p.name for p in det.params)

@@ -18,7 +18,7 @@ from ...schema import METRICS
 from ..format import schema as M
 from ..lang.types import NUMBER
 from ..packs import DetectorUse
-from ..format.diagnostics import did_you_mean
+from ..format.diagnostics import did_you_mean, shown
 from .symbols import detector_type
 from ...units import metric_unit
 
@@ -149,14 +149,14 @@ def _silence(c: Compiling, name: str, spec: dict, path) -> DetectorUse | None:
     metrics = [metric] if isinstance(metric, str) else metric
     if not isinstance(metrics, list) or not metrics:
         c.err(path + ("metric",), f"the metric of detector '{name}' must be a metric, a "
-              f"list of metrics, or 'any'. Got {metric!r} instead.")
+              f"list of metrics, or 'any'. Got {shown(metric)} instead.")
         return None
     if metrics == ["any"]:
         metrics = None
     else:
         for m in metrics:
             if m not in METRICS:
-                c.err(path + ("metric",), f"unknown metric {m!r} in detector '{name}'.",
+                c.err(path + ("metric",), f"unknown metric {shown(m)} in detector '{name}'.",
                       did_you_mean(str(m), METRICS, noun="metrics"))
                 ok = False
     if not ok:

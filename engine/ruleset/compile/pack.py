@@ -13,14 +13,15 @@ import re
 from collections.abc import Sequence
 
 from ...timeline import default_staleness
-from ...durations import is_duration, parse_duration
+from ...durations import MAX_US, is_duration, parse_duration
+from ...errors import SpecError
 from ...schema import METRICS
 from ..format import schema as M
 from ..lang.types import BOOL, ERROR, NUMBER, T_ERROR, Symbol, check_expression
 from ..lang.to_polars import compile_expr
 from ..packs import CompiledPack, CompiledRule, EffectiveParam
 from .detectors import compile_detectors
-from ..format.diagnostics import Diagnostics, did_you_mean
+from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..evidence import parse_template
 from ..lang.parser import names, parse_problems
 from .params import ParamText, check_bounds, resolve_params
@@ -82,7 +83,10 @@ class PackCompiler:
         if isinstance(value, str) and value.strip() in self.broken:
             return None
         if isinstance(value, str) and is_duration(value):
-            us = parse_duration(value)
+            try:
+                us = parse_duration(value)
+            except SpecError:
+                us = MAX_US + 1           # reported below, with its place
         elif isinstance(value, str) and _IDENT.match(value.strip()):
             p = self.params.get(value.strip())
             if p is None:
@@ -100,14 +104,18 @@ class PackCompiler:
             us = int(round(p.value * unit.factor * 1_000_000))
         else:
             self.err(path, f"'{dotted(path)}' must be a duration like '30m', '6h', '3d' or '2w',"
-                     f" or the name of a duration param. Got {value!r} instead.",
+                     f" or the name of a duration param. Got {shown(value)} instead.",
                      "Durations are a number and a unit (s, m, h, d, w) with no space; "
                      "combine them like '1h30m'.", rule_id=rule_id, src=src)
             return None
         if us < 0 or (positive and us == 0):
             need = "longer than 0" if positive else "zero or more"
-            self.err(path, f"'{dotted(path)}' must be {need}. Got {value!r} instead.",
+            self.err(path, f"'{dotted(path)}' must be {need}. Got {shown(value)} instead.",
                      rule_id=rule_id, src=src)
+            return None
+        if us > MAX_US:
+            self.err(path, f"'{dotted(path)}' must be at most 100 years. Got {shown(value)} "
+                     "instead.", rule_id=rule_id, src=src)
             return None
         return us
 
@@ -132,7 +140,8 @@ class PackCompiler:
             value, shown = int(p.value), f"{value} = {p.display()}"
         if not isinstance(value, int):
             self.err(path, f"'{dotted(path)}' must be a whole number of readings (1 or more), or "
-                     f"the name of a whole-number param. Got {value!r} instead.", rule_id=rule_id)
+                     f"the name of a whole-number param. Got {shown(value)} instead.",
+                     rule_id=rule_id)
             return None
         if value < 1:
             self.err(path, f"'{dotted(path)}' must be 1 or more. Got {shown} instead.",

@@ -9,12 +9,13 @@ from.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..lang.types import ERROR, NUMBER, Symbol, Type, check_expression
 from ..lang.to_polars import evaluate_constant
 from ..packs import EffectiveParam
-from ..format.diagnostics import Diagnostics, did_you_mean
+from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..evidence import format_value
 from ..lang.parser import Bool, Num, names, parse_problems
 from ..format.source import Source
@@ -149,6 +150,11 @@ def resolve_params(texts: dict[str, ParamText], others: dict[str, Symbol],
             failed.add(name)
             continue
         value = evaluate_constant(node, checker, symbols)
+        if value is None or (t.kind == NUMBER and not math.isfinite(float(value))):
+            p.add(diags, 0, f"param '{name}' has no finite value: {shown(p.raw, 80)} divides by "
+                  "zero or overflows.", "Give it a number, or params that make it one.")
+            failed.add(name)
+            continue
         if t.kind == NUMBER:
             value = float(value)
         unit = t.unit.label if (t.kind == NUMBER and t.unit is not None) else ""

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from ...durations import format_duration, is_duration, parse_duration
 from ...schema import METRICS, PROGRAMMES
 from ..format import schema as M
-from ..format.diagnostics import Diagnostics, did_you_mean
+from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..format.source import Source, dotted
 from ..packs import TestCase
 
@@ -31,7 +31,7 @@ def _offset(value, src: Source, path, diags, what="offset") -> int | None:
         return 0
     line, col = src.pos(path)
     diags.add(src.label, line, col, f"'{dotted(path)}' must be an {what} like '0m', '36h' or "
-              f"'3d'. Got {value!r} instead.")
+              f"'3d'. Got {shown(value)} instead.")
     return None
 
 
@@ -86,7 +86,7 @@ def _series(metric, spec, src: Source, path, diags) -> list[tuple[int, float]] |
             if not (isinstance(item, list) and len(item) == 2):
                 line, col = src.pos(ipath)
                 diags.add(src.label, line, col, f"each reading of '{metric}' must be "
-                          f"[offset, value] like [1d, 80.5]. Got {item!r} instead.")
+                          f"[offset, value] like [1d, 80.5]. Got {shown(item)} instead.")
                 continue
             off = _offset(item[0], src, ipath + (0,), diags)
             v = item[1]
@@ -95,7 +95,7 @@ def _series(metric, spec, src: Source, path, diags) -> list[tuple[int, float]] |
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 line, col = src.pos(ipath + (1,))
                 diags.add(src.label, line, col, f"the value of a reading of '{metric}' must be a"
-                          f" number, or _ for a missing reading. Got {v!r} instead.")
+                          f" number, or _ for a missing reading. Got {shown(v)} instead.")
                 continue
             if off is not None:
                 points.append((off, float(v)))
@@ -159,7 +159,7 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
                 start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
             except ValueError:
                 err(path + ("start",), f"'start' must be a time like 2026-01-05T08:00:00Z. "
-                    f"Got {t.start!r} instead.")
+                    f"Got {shown(t.start)} instead.")
         until = _offset(t.until, src, path + ("until",), diags) if t.until is not None else None
         series = {}
         for metric, spec in t.series.items():

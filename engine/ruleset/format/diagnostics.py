@@ -82,6 +82,17 @@ class Diagnostics:
         raise RuleError("\n".join([head, *(str(d) for d in items)]), errors=items)
 
 
+def shown(value, limit: int = 60) -> str:
+    """``value`` as a message quotes it: its repr, at most ``limit`` characters — a huge value
+    must not make a huge message."""
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (``...`` marks the cut)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def did_you_mean(name: str, known, *, noun: str = "names", n: int = 3,
                  list_known: bool = True, max_list: int = 12) -> str:
     """'Did you mean 'x'? Known names: a, b, c.' — the closest known names first."""

@@ -106,6 +106,11 @@ def parse_pack(src: Source, diags: Diagnostics) -> Draft:
     Returns the pack (when invalid: its valid parts, to check their meaning too), and the names
     and rule ids of its invalid parts.
     """
+    if "pack" not in src.data and "site" in src.data and "packs" in src.data:
+        diags.add(src.label, 1, 1, "this is a site override file (it has 'site:' and 'packs:'), "
+                  "not a rule pack.", "Give it with --site, beside the packs it overrides: "
+                  f"veille rules validate rules/ --site {src.label}")
+        return Draft(None)
     try:
         return Draft(M.Pack.model_validate(src.data))
     except ValidationError as err:

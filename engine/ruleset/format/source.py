@@ -16,9 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 
-from .diagnostics import Diagnostics, did_you_mean
+from .diagnostics import Diagnostics, clip, did_you_mean, shown
 
 Path_ = tuple  # a path into the YAML tree: keys (str) and list indices (int)
 
@@ -145,22 +147,158 @@ def plain(node: Any) -> Any:
     return node
 
 
+#: a rule or site file larger than this is refused unread (the largest shipped pack is 20 kB)
+MAX_BYTES = 1 << 20
+#: deepest nesting of mappings and lists (a pack needs 6)
+MAX_DEPTH = 40
+#: most YAML nodes in one file (the largest shipped pack has about 3,000)
+MAX_NODES = 100_000
+
+
+class Refused(YAMLError):
+    """A construct rule files may not use, found while composing (with its position)."""
+
+    def __init__(self, mark, message: str, hint: str):
+        super().__init__(message)
+        self.mark, self.message, self.hint = mark, message, hint
+
+
+class _Composer(Composer):
+    """ruamel's composer, refusing what could make a small file expensive or ambiguous: more
+    than :data:`MAX_NODES` nodes *once aliases are expanded* (an alias bomb — 10 levels of 10
+    aliases — expands into 10^10 nodes; it is refused at the alias that crosses the limit,
+    before anything is expanded), and explicit tags."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            shown_tag = str(tag).replace("tag:yaml.org,2002:", "!!")
+            raise Refused(event.start_mark, f"YAML tags ({shown_tag}) are not allowed in rule "
+                          "files.", "Remove the tag; quote a value to make it text.")
+        if not hasattr(self, "_expanded"):
+            self._expanded, self._sizes = 0, {}
+        if isinstance(event, AliasEvent):
+            node = super().compose_node(parent, index)
+            self._grow(self._sizes.get(id(node), 1), event)
+            return node
+        before = self._expanded
+        node = super().compose_node(parent, index)
+        self._grow(1, event)
+        if getattr(event, "anchor", None) is not None:
+            self._sizes[id(node)] = self._expanded - before
+        return node
+
+    def _grow(self, n: int, event) -> None:
+        self._expanded += n
+        if self._expanded > MAX_NODES:
+            raise Refused(event.start_mark, f"the file expands to more than {MAX_NODES:,} YAML "
+                          "nodes (its aliases, *name, repeat whole anchored parts).",
+                          "A rule pack is far smaller: write values out, or check how the file "
+                          "was made.")
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character ``index`` of ``text``."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _too_deep_flow(text: str) -> int | None:
+    """Index of the first ``[`` or ``{`` nested deeper than :data:`MAX_DEPTH` outside quotes
+    and comments, or None: caught before the YAML scanner, which would take seconds on tens of
+    thousands of brackets."""
+    depth, i, n = 0, 0, len(text)
+    quote = None
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                if quote == "'" and text.startswith("''", i):
+                    i += 1
+                else:
+                    quote = None
+            elif ch == "\\" and quote == '"':
+                i += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return i
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def _decode(raw: bytes, label: str, diags: Diagnostics) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        diags.add(label, line, col, f"the byte 0x{raw[err.start]:02x} is not UTF-8 text.",
+                  "Save the file as UTF-8 (a Latin-1 'é' is one byte; in UTF-8 it is two).")
+        return None
+
+
 def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = None,
                 text: str | None = None) -> Source | None:
-    """Read and parse one YAML file; on failure add a diagnostic and return None."""
+    """Read and parse one YAML file; on failure add a located diagnostic and return None.
+
+    Refused before anything is expanded: files over :data:`MAX_BYTES`, bytes that are not
+    UTF-8, control characters, tags, nesting deeper than :data:`MAX_DEPTH`, more than
+    :data:`MAX_NODES` nodes once aliases are expanded.
+    """
     label = label or str(path)
     if text is None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            p = Path(path)
+            size = p.stat().st_size
+            if size > MAX_BYTES:
+                diags.add(label, 0, 0, f"the file has {size:,} bytes; a rule file may have at "
+                          f"most {MAX_BYTES:,}.")
+                return None
+            raw = p.read_bytes()
         except FileNotFoundError:
             diags.add(label, 0, 0, "file not found.")
             return None
-        except (OSError, UnicodeDecodeError) as err:
-            diags.add(label, 0, 0, f"cannot read the file ({err.__class__.__name__}: {err}).")
+        except OSError as err:
+            diags.add(label, 0, 0, f"cannot read the file ({err.__class__.__name__}: "
+                      f"{err.strerror or err}).")
             return None
+        text = _decode(raw, label, diags)
+        if text is None:
+            return None
+    elif len(text) > MAX_BYTES:
+        diags.add(label, 0, 0, f"the text has {len(text):,} characters; a rule file may have "
+                  f"at most {MAX_BYTES:,}.")
+        return None
+    bad = next((i for i, ch in enumerate(text) if ch < " " and ch not in "\t\n\r"), None)
+    if bad is not None:
+        line, col = _line_col(text, bad)
+        diags.add(label, line, col, f"control character U+{ord(text[bad]):04X} in the file.",
+                  "Rule files are plain text: remove it.")
+        return None
+    deep = _too_deep_flow(text)
+    if deep is not None:
+        line, col = _line_col(text, deep)
+        diags.add(label, line, col, f"YAML syntax error: nesting deeper than {MAX_DEPTH} levels.",
+                  "A rule pack nests a few levels; check how the file was made.")
+        return None
     yaml = YAML(typ="rt")
+    yaml.Composer = _Composer
+    yaml.max_depth = MAX_DEPTH
     try:
         tree = yaml.load(text)
+    except Refused as err:
+        diags.add(label, err.mark.line + 1, err.mark.column + 1, err.message, err.hint)
+        return None
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -170,10 +308,15 @@ def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = Non
         if "duplicate key" in str(err):
             what = str(err.problem).split(" with value")[0].replace("found ", "")
             hint = "Each key may appear once in a mapping."
-        diags.add(label, line, col, f"YAML syntax error: {what}.", hint)
+        elif "maximum depth" in str(err):
+            what = f"nesting deeper than {MAX_DEPTH} levels"
+            hint = "A rule pack nests a few levels; check how the file was made."
+        diags.add(label, line, col, f"YAML syntax error: {clip(what, 200)}.", hint)
         return None
     except (YAMLError, RecursionError, ValueError, TypeError) as err:
-        diags.add(label, 0, 0, f"YAML syntax error: {err}.")
+        position = getattr(err, "position", None)
+        line, col = _line_col(text, position) if isinstance(position, int) else (0, 0)
+        diags.add(label, line, col, f"YAML syntax error: {clip(str(err), 200)}.")
         return None
     if not isinstance(tree, CommentedMap):
         diags.add(label, 1, 1, f"a rule file must be a YAML mapping (keys like 'pack:' and "
@@ -265,11 +408,6 @@ def dotted(path) -> str:
     return text
 
 
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def schema_diagnostics(err: ValidationError, src: Source, model, diags: Diagnostics, *,
                        rule_id_of=None, base: tuple = ()) -> None:
     """Add one diagnostic per distinct schema problem of ``err`` (data validated at ``base``).
@@ -325,5 +463,5 @@ def schema_diagnostics(err: ValidationError, src: Source, model, diags: Diagnost
             detail = detail or e["msg"][0].lower() + e["msg"][1:]
         else:
             detail = f"must be {phrase}"
-        diags.add(src.label, line, col, f"'{dotted(full)}' {detail}. Got {_show(e['input'])} "
+        diags.add(src.label, line, col, f"'{dotted(full)}' {detail}. Got {shown(e['input'])} "
                   "instead.", rule_id=rule_id)

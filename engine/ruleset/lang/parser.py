@@ -367,7 +367,8 @@ def parse_problems(text: str) -> tuple[Node | None, list[ExprProblem]]:
     This never raises: the loader maps each problem's offset to a file position.
     """
     if not isinstance(text, str):
-        return None, [ExprProblem(0, f"an expression must be text. Got {text!r} instead.")]
+        shown = repr(text) if len(repr(text)) <= 60 else repr(text)[:57] + "..."
+        return None, [ExprProblem(0, f"an expression must be text. Got {shown} instead.")]
     if not text.strip():
         return None, [ExprProblem(0, "the expression is empty.",
                                   "Write a condition such as 'weight_gain_3d > 2 kg'.")]
