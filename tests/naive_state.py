@@ -97,7 +97,7 @@ def zscore(ts, x, offsets, window, lag, min_count):
     return out
 
 
-def _time_beyond(ts, x, offsets, threshold, max_gap, beyond):
+def _time_beyond(ts, x, offsets, threshold, max_gap, interval, beyond):
     out = np.full(len(x), np.nan)
     for a, b in _series(offsets):
         for i in range(a, b):
@@ -111,25 +111,26 @@ def _time_beyond(ts, x, offsets, threshold, max_gap, beyond):
             while (first > 0 and beyond(r[first - 1][2], threshold)
                    and (max_gap <= 0 or r[first][1] - r[first - 1][1] <= max_gap)):
                 first -= 1
-            out[i] = (r[-1][1] - r[first][1]) / MINUTE_US
+            out[i] = (r[-1][1] - r[first][1] + interval) / MINUTE_US
     return out
 
 
-def time_above(ts, x, offsets, threshold, max_gap):
-    return _time_beyond(ts, x, offsets, threshold, max_gap, lambda v, c: v > c)
+def time_above(ts, x, offsets, threshold, max_gap, interval=0):
+    return _time_beyond(ts, x, offsets, threshold, max_gap, interval, lambda v, c: v > c)
 
 
-def time_below(ts, x, offsets, threshold, max_gap):
-    return _time_beyond(ts, x, offsets, threshold, max_gap, lambda v, c: v < c)
+def time_below(ts, x, offsets, threshold, max_gap, interval=0):
+    return _time_beyond(ts, x, offsets, threshold, max_gap, interval, lambda v, c: v < c)
 
 
 def event_onsets(ts, x, a, b, threshold, min_duration, end_duration, end_margin, max_gap,
-                 below):
+                 below, interval=0):
     """(row, qualifying time) of every episode in rows a:b, by the consensus definition.
 
-    An episode is confirmed at the first reading at least ``min_duration`` after the first of
-    an unbroken run of readings beyond the threshold; it ends at the first reading at least
-    ``end_duration`` after the first of an unbroken run of recovered readings (at or above
+    An episode is confirmed at the first reading at least ``min_duration - interval`` after the
+    first of an unbroken run of readings beyond the threshold (its last reading standing for one
+    ``interval``); it ends at the first reading at least ``end_duration - interval`` after the
+    first of an unbroken run of recovered readings (at or above
     threshold + end_margin for episodes below, at or under threshold − end_margin above). A gap
     over ``max_gap`` (when > 0) between two readings forgets everything.
     """
@@ -148,7 +149,7 @@ def event_onsets(ts, x, a, b, threshold, min_duration, end_duration, end_margin,
         if state == "event":
             if recovered(v):
                 end_start = t if end_start is None else end_start
-                if t - end_start >= end_duration:
+                if t - end_start + interval >= end_duration:
                     state = "none"
             else:
                 end_start = None
@@ -158,18 +159,18 @@ def event_onsets(ts, x, a, b, threshold, min_duration, end_duration, end_margin,
             continue
         if state == "none":
             state, run_start = "candidate", t
-        if t - run_start >= min_duration:
+        if t - run_start + interval >= min_duration:
             state, end_start = "event", None
             onsets.append((j, t))
     return onsets
 
 
 def _events(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-            max_gap, below):
+            max_gap, interval, below):
     out = np.zeros(len(x))
     for a, b in _series(offsets):
         onsets = event_onsets(ts, x, a, b, threshold, min_duration, end_duration,
-                              end_margin, max_gap, below)
+                              end_margin, max_gap, below, interval)
         for i in range(a, b):
             t = int(ts[i])
             out[i] = sum(1 for j, q in onsets if j <= i and t - window <= q <= t)
@@ -177,15 +178,15 @@ def _events(ts, x, offsets, threshold, min_duration, window, end_duration, end_m
 
 
 def events_below(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                 max_gap):
+                 max_gap, interval=0):
     return _events(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                   max_gap, True)
+                   max_gap, interval, True)
 
 
 def events_above(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                 max_gap):
+                 max_gap, interval=0):
     return _events(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                   max_gap, False)
+                   max_gap, interval, False)
 
 
 def held_times(ts, x, a, i, low, high, window, max_gap):

@@ -208,7 +208,7 @@ def test_plan_pairs_mean_std_and_min_max_of_one_window_and_metric():
                        "hi": {"metric": "spo2", "fn": "max", "window": "6h"},
                        "hi_hr": {"metric": "heart_rate", "fn": "max", "window": "6h"},
                        "ev": {"metric": "glucose", "fn": "events_below", "threshold": 54,
-                              "window": "1d", "end_margin": 16}})
+                              "window": "1d", "end_margin": 16, "interval": "5m"}})
     p = fused.plan(r.values())
     ops = dict(zip(p.ops.tolist(), p.rows.tolist()))
     names = list(p.names)
@@ -218,7 +218,8 @@ def test_plan_pairs_mean_std_and_min_max_of_one_window_and_metric():
     assert ops[kf.OP_MAX] == [names.index("hi_hr"), -1]
     j = p.ops.tolist().index(kf.OP_EVENTS_BELOW)
     # durations and ints in the registry's order, then floats
-    assert p.ip[j].tolist() == [15 * MINUTE_US, 1440 * MINUTE_US, 15 * MINUTE_US, 0]
+    assert p.ip[j].tolist() == [15 * MINUTE_US, 1440 * MINUTE_US, 15 * MINUTE_US, 0,
+                                5 * MINUTE_US]
     assert p.fp[j].tolist() == [54.0, 16.0]
 
 

@@ -140,25 +140,27 @@ def test_zscore_matches_reference(data, window, lag, min_count):
 
 
 @PROPERTY
-@given(multi_series(), windows(max_minutes=24 * 60), st.data())
-def test_time_above_below_match_reference(data, max_gap, draw):
+@given(multi_series(), windows(max_minutes=24 * 60), windows(max_minutes=15), st.data())
+def test_time_above_below_match_reference(data, max_gap, interval, draw):
     ts, x, offsets = data
     threshold = draw.draw(level(x))
     for kernel, reference in [(K.time_above, ref.time_above), (K.time_below, ref.time_below)]:
-        assert_matches(kernel(ts, x, offsets, threshold, max_gap),
-                       reference(ts, x, offsets, threshold, max_gap), x, offsets, atol=0.0)
+        assert_matches(kernel(ts, x, offsets, threshold, max_gap, interval),
+                       reference(ts, x, offsets, threshold, max_gap, interval), x, offsets,
+                       atol=0.0)
 
 
 @PROPERTY
 @given(multi_series(), windows(max_minutes=120), windows(), windows(max_minutes=120),
-       windows(max_minutes=180), st.data())
-def test_events_match_reference(data, min_duration, window, end_duration, max_gap, draw):
+       windows(max_minutes=180), windows(max_minutes=15), st.data())
+def test_events_match_reference(data, min_duration, window, end_duration, max_gap, interval,
+                                draw):
     ts, x, offsets = data
     threshold = draw.draw(level(x))
     end_margin = draw.draw(st.one_of(st.just(0.0), level(x).map(abs)))
     for kernel, reference in [(K.events_below, ref.events_below),
                               (K.events_above, ref.events_above)]:
-        args = (threshold, min_duration, window, end_duration, end_margin, max_gap)
+        args = (threshold, min_duration, window, end_duration, end_margin, max_gap, interval)
         assert_matches(kernel(ts, x, offsets, *args), reference(ts, x, offsets, *args),
                        x, offsets, atol=0.0)
 
@@ -181,10 +183,10 @@ ALL_KERNELS = [
     (K.cusum_up, (2 * HOUR, 0.1)),
     (K.cusum_down, (2 * HOUR, 0.0)),
     (K.zscore, (6 * HOUR, 30 * MIN, 3)),
-    (K.time_above, (1.0, 0)),
-    (K.time_below, (1.0, 2 * HOUR)),
-    (K.events_below, (1.0, 15 * MIN, DAY, 15 * MIN, 0.0, 0)),
-    (K.events_above, (1.0, 15 * MIN, DAY, 15 * MIN, 0.5, 30 * MIN)),
+    (K.time_above, (1.0, 0, 0)),
+    (K.time_below, (1.0, 2 * HOUR, 5 * MIN)),
+    (K.events_below, (1.0, 15 * MIN, DAY, 15 * MIN, 0.0, 0, 0)),
+    (K.events_above, (1.0, 15 * MIN, DAY, 15 * MIN, 0.5, 30 * MIN, 5 * MIN)),
     (K.time_in_range, (0.5, 2.0, DAY, 15 * MIN)),
     (K.coverage, (DAY, 15 * MIN)),
 ]
@@ -276,26 +278,39 @@ def test_zscore_lag_zero_includes_the_current_reading_and_min_count_and_constant
 def test_time_below_is_strict_zero_when_false_and_nulls_neither_break_nor_extend():
     ts, x, off = arrays([(0, None), (0, 90.0), (1, 87.0), (2, 86.0), (3, None), (5, 88.0),
                          (6, 85.0), (9, 84.0)])
-    np.testing.assert_array_equal(K.time_below(ts, x, off, 88.0, 0),
+    np.testing.assert_array_equal(K.time_below(ts, x, off, 88.0, 0, 0),
                                   [np.nan, 0, 0, 1, 1, 0, 0, 3])
-    np.testing.assert_array_equal(K.time_above(ts, x, off, 86.0, 0),   # 86 is not above 86
+    np.testing.assert_array_equal(K.time_above(ts, x, off, 86.0, 0, 0),   # 86 is not above 86
                                   [np.nan, 0, 1, 0, 0, 0, 0, 0])
 
 
 def test_time_above_max_gap_breaks_the_run():
     ts, x, off = arrays([(0, 80.0), (10, 80.0), (60, 80.0), (90, 80.0)])
-    np.testing.assert_array_equal(K.time_above(ts, x, off, 70.0, 30 * MIN), [0, 10, 0, 30])
-    np.testing.assert_array_equal(K.time_above(ts, x, off, 70.0, 0), [0, 10, 60, 90])
+    np.testing.assert_array_equal(K.time_above(ts, x, off, 70.0, 30 * MIN, 0), [0, 10, 0, 30])
+    np.testing.assert_array_equal(K.time_above(ts, x, off, 70.0, 0, 0), [0, 10, 60, 90])
+
+
+def test_with_an_interval_each_reading_stands_for_one_sampling_interval():
+    # three 5-minute readings below 54 last 15 minutes, as the CGM consensus counts them
+    ts, x, off = arrays([(0, 110.0), (5, 50.0), (10, 50.0), (15, 50.0), (20, 110.0)])
+    np.testing.assert_array_equal(K.time_below(ts, x, off, 54.0, 30 * MIN, 5 * MIN),
+                                  [0, 5, 10, 15, 0])
+    np.testing.assert_array_equal(K.time_below(ts, x, off, 54.0, 30 * MIN, 0),
+                                  [0, 0, 5, 10, 0])
+    hypo = K.events_below(ts, x, off, 54.0, 15 * MIN, DAY, 15 * MIN, 16.0, 30 * MIN, 5 * MIN)
+    np.testing.assert_array_equal(hypo, [0, 0, 0, 1, 1])
+    two = arrays([(0, 110.0), (5, 50.0), (10, 50.0), (15, 110.0)])
+    assert K.events_below(*two, 54.0, 15 * MIN, DAY, 15 * MIN, 16.0, 30 * MIN, 5 * MIN)[-1] == 0
 
 
 EVENT_DEFAULTS = dict(min_duration=15 * MIN, window=DAY, end_duration=15 * MIN, end_margin=0.0,
-                      max_gap=0)
+                      max_gap=0, interval=0)
 
 
 def events(kernel, ts, x, off, threshold, **kw):
     p = {**EVENT_DEFAULTS, **kw}
     return kernel(ts, x, off, threshold, p["min_duration"], p["window"], p["end_duration"],
-                  p["end_margin"], p["max_gap"])
+                  p["end_margin"], p["max_gap"], p["interval"])
 
 
 def test_hypo_of_exactly_15_minutes_counts_and_14_does_not():
@@ -410,7 +425,7 @@ def test_golden_cgm_low_counts_15_minutes_after_it_starts_for_one_day():
     assert out.max() == 1
     counted = np.flatnonzero(out == 1)                       # until it leaves the 1-day window
     assert (ts[counted[-1]] - T0_US) / MIN == 2 * 1440 + 200 and np.all(np.diff(counted) == 1)
-    below = K.time_below(ts, x, off, 54.0, 30 * MIN)
+    below = K.time_below(ts, x, off, 54.0, 30 * MIN, 0)
     assert below.max() == 25.0                               # 03:05 .. 03:30
 
 
@@ -532,7 +547,7 @@ def test_specs_resolve_to_the_kernels_with_defaults_and_lookbacks():
         "cov": K.coverage(ts, x, off, 14 * DAY, 15 * MIN),
         "z": K.zscore(ts, x, off, DAY, HOUR, 3),
         "up": K.cusum_up(ts, x, off, DAY, 20.0),
-        "low": K.time_below(ts, x, off, 70.0, 0),
+        "low": K.time_below(ts, x, off, 70.0, 0, 0),
         "m": K.macd(ts, x, off, HOUR, 6 * HOUR),
     }
     for name, want in direct.items():

@@ -22,7 +22,7 @@ A spec set is encoded as arrays (built by :mod:`.fused` from resolved specs):
                          series of other groups the op's output is null.
 ``rows``    int64[p, 2]  output rows the op writes (the second is -1 except for the ops that
                          compute two outputs in one pass, ``OP_MEAN_STD`` and ``OP_MIN_MAX``)
-``ip``      int64[p, 4]  the op's duration and int parameters, in the registry's order
+``ip``      int64[p, 5]  the op's duration and int parameters, in the registry's order
 ``fp``      float64[p, 2] its float parameters, in the registry's order
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .intrinsics import store_fence, stream_copy, valid8
  OP_CUSUM_DOWN, OP_ZSCORE, OP_TIME_ABOVE, OP_TIME_BELOW, OP_EVENTS_BELOW, OP_EVENTS_ABOVE,
  OP_TIME_IN_RANGE, OP_COVERAGE, OP_MIN_MAX) = range(25)
 #: widths of the parameter arrays (the most duration/int and float params of any detector)
-N_INT_PARAMS, N_FLOAT_PARAMS = 4, 2
+N_INT_PARAMS, N_FLOAT_PARAMS = 5, 2
 #: series longer than this are computed straight into the output (ordinary stores) rather than
 #: through the scratch buffer, which then stays small (2 x 64 Ki float64 = 1 MiB at most)
 SCRATCH_ROWS = 1 << 16
@@ -74,10 +74,10 @@ def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf):
         ks._zscore_series(ts, x, d0, 0, m, ip[0], ip[1], ip[2])
     elif op == OP_TIME_ABOVE:
         d0[:] = np.nan
-        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], 1.0)
+        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], ip[1], 1.0)
     elif op == OP_TIME_BELOW:
         d0[:] = np.nan
-        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], -1.0)
+        ks._time_beyond_series(ts, x, d0, 0, m, fp[0], ip[0], ip[1], -1.0)
     elif op == OP_SUM:
         kw._sum_series(ts, x, 0, m, ip[0], kw.SUM, d0)
     elif op == OP_COUNT:
@@ -105,10 +105,12 @@ def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf):
         ks._cusum_series(ts, x, d0, 0, m, ip[0], fp[0], -1.0)
     elif op == OP_EVENTS_BELOW:
         d0[:] = 0.0
-        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], -1.0)
+        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], ip[4],
+                          -1.0)
     elif op == OP_EVENTS_ABOVE:
         d0[:] = 0.0
-        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], 1.0)
+        ks._events_series(ts, x, d0, ibuf, 0, m, fp[0], ip[0], ip[1], ip[2], fp[1], ip[3], ip[4],
+                          1.0)
     elif op == OP_TIME_IN_RANGE:
         d0[:] = np.nan
         ibuf[:m] = 0

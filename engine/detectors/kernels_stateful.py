@@ -227,7 +227,7 @@ def zscore(ts, x, offsets, window, lag, min_count):
 # --- time above / below a threshold --------------------------------------------------------------
 
 @njit(**JIT)
-def _time_beyond_series(ts, x, out, a, b, threshold, max_gap, sign):
+def _time_beyond_series(ts, x, out, a, b, threshold, max_gap, interval, sign):
     gap = max_gap if max_gap > 0 else _NO_LIMIT
     run = False
     start = np.int64(0)
@@ -244,7 +244,7 @@ def _time_beyond_series(ts, x, out, a, b, threshold, max_gap, sign):
                 if not run:
                     run = True
                     start = t
-                cur = (t - start) / _MINUTE_US
+                cur = (t - start + interval) / _MINUTE_US
             else:
                 run = False
                 cur = 0.0
@@ -254,31 +254,32 @@ def _time_beyond_series(ts, x, out, a, b, threshold, max_gap, sign):
 
 
 @njit(**JIT_PARALLEL)
-def time_beyond(ts, x, offsets, threshold, max_gap, sign):
+def time_beyond(ts, x, offsets, threshold, max_gap, interval, sign):
     out = np.full(len(x), _NAN)
     for k in prange(len(offsets) - 1):
         a, b = offsets[k], offsets[k + 1]
-        _time_beyond_series(ts[a:b], x[a:b], out[a:b], 0, b - a, threshold, max_gap, sign)
+        _time_beyond_series(ts[a:b], x[a:b], out[a:b], 0, b - a, threshold, max_gap, interval,
+                            sign)
     return out
 
 
 @njit(**JIT)
-def time_above(ts, x, offsets, threshold, max_gap):
+def time_above(ts, x, offsets, threshold, max_gap, interval):
     """Minutes the readings have been continuously above ``threshold`` (0.0 when not)."""
-    return time_beyond(ts, x, offsets, threshold, max_gap, 1.0)
+    return time_beyond(ts, x, offsets, threshold, max_gap, interval, 1.0)
 
 
 @njit(**JIT)
-def time_below(ts, x, offsets, threshold, max_gap):
+def time_below(ts, x, offsets, threshold, max_gap, interval):
     """Minutes the readings have been continuously below ``threshold`` (0.0 when not)."""
-    return time_beyond(ts, x, offsets, threshold, max_gap, -1.0)
+    return time_beyond(ts, x, offsets, threshold, max_gap, interval, -1.0)
 
 
 # --- episodes below / above a threshold (CGM consensus events) -----------------------------------
 
 @njit(**JIT)
 def _events_series(ts, x, out, qbuf, a, b, threshold, min_duration, window, end_duration,
-                   end_margin, max_gap, sign):
+                   end_margin, max_gap, interval, sign):
     # sign −1 counts episodes below, +1 above; multiplying by sign flips comparisons exactly.
     gap = max_gap if max_gap > 0 else _NO_LIMIT
     thr = sign * threshold
@@ -304,7 +305,7 @@ def _events_series(ts, x, out, qbuf, a, b, threshold, min_duration, window, end_
                     if not ending:
                         ending = True
                         end_start = t
-                    if t - end_start >= end_duration:
+                    if t - end_start + interval >= end_duration:
                         state = 0
                 else:
                     ending = False
@@ -312,7 +313,7 @@ def _events_series(ts, x, out, qbuf, a, b, threshold, min_duration, window, end_
                 if state == 0:
                     state = 1
                     run_start = t
-                if t - run_start >= min_duration:
+                if t - run_start + interval >= min_duration:
                     state = 2
                     ending = False
                     qbuf[a + nq] = t
@@ -328,30 +329,30 @@ def _events_series(ts, x, out, qbuf, a, b, threshold, min_duration, window, end_
 
 @njit(**JIT_PARALLEL)
 def events_beyond(ts, x, offsets, threshold, min_duration, window, end_duration,
-                  end_margin, max_gap, sign):
+                  end_margin, max_gap, interval, sign):
     out = np.zeros(len(x))
     qbuf = np.empty(len(x), dtype=np.int64)
     for k in prange(len(offsets) - 1):
         a, b = offsets[k], offsets[k + 1]
         _events_series(ts[a:b], x[a:b], out[a:b], qbuf[a:b], 0, b - a, threshold,
-                       min_duration, window, end_duration, end_margin, max_gap, sign)
+                       min_duration, window, end_duration, end_margin, max_gap, interval, sign)
     return out
 
 
 @njit(**JIT)
 def events_below(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                 max_gap):
+                 max_gap, interval):
     """Episodes below ``threshold`` lasting ≥ ``min_duration`` that qualified in the window."""
     return events_beyond(ts, x, offsets, threshold, min_duration, window, end_duration,
-                         end_margin, max_gap, -1.0)
+                         end_margin, max_gap, interval, -1.0)
 
 
 @njit(**JIT)
 def events_above(ts, x, offsets, threshold, min_duration, window, end_duration, end_margin,
-                 max_gap):
+                 max_gap, interval):
     """Episodes above ``threshold`` lasting ≥ ``min_duration`` that qualified in the window."""
     return events_beyond(ts, x, offsets, threshold, min_duration, window, end_duration,
-                         end_margin, max_gap, 1.0)
+                         end_margin, max_gap, interval, 1.0)
 
 
 # --- time in range and coverage (time-weighted, bounded hold) ------------------------------------

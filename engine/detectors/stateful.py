@@ -74,6 +74,9 @@ MAX_GAP_RUN = Param("max_gap", DURATION, required=False, default="0m",
 MAX_GAP_HOLD = Param("max_gap", DURATION, required=False, default="15m",
                      doc="a reading holds its value until the next one, at most this long; "
                          "0m = no limit")
+INTERVAL = Param("interval", DURATION, required=False, default="0m",
+                 doc="the sampling interval a run's latest reading stands for (consensus CGM "
+                     "events: the sensor's, e.g. 5m)")
 WINDOW = Param("window", DURATION, doc="length W of the trailing window, e.g. '1d' or '14d'")
 
 
@@ -221,12 +224,15 @@ z-score of the reading against the patient's recent baseline (dimensionless).
 _TIME_DOC = """
 Minutes the readings have stayed {side} a threshold, up to this row.
 
-    At a reading x_t {cond} threshold: (t - t_s) in minutes, t_s the time of the first reading
-    of the current unbroken run of such readings (0 at the reading that starts the run); 0.0 at
-    a reading that is not, so that rules read naturally:
-    `{fn} > 15`. Strict inequality: a reading equal to the threshold ends a run. A null
-    reading neither breaks nor extends the run. The run is measured between readings: sampled
-    every 5 min, a run of 4 readings lasts 15 minutes. A gap longer than max_gap between two
+    At a reading x_t {cond} threshold: (t - t_s + interval) in minutes, t_s the time of the
+    first reading of the current unbroken run of such readings; 0.0 at a reading that is not,
+    so that rules read naturally: `{fn} > 15`. Strict inequality: a reading equal to the
+    threshold ends a run. A null reading neither breaks nor extends the run. With interval 0m
+    (the default) the run is measured between readings: sampled every 5 min, a run of 4
+    readings lasts 15 minutes and the reading that starts a run reads 0. With interval set to
+    the sampling interval, each reading stands for that long, as the CGM consensus counts:
+    3 readings 5 minutes apart last 15 minutes with interval 5m (the events_below detector
+    counts the same way). A gap longer than max_gap between two
     readings breaks the run (the reading after the gap starts a new one); max_gap 0m (the
     default) never breaks it. Lookback: all history (a run may be arbitrarily long).
 
@@ -235,11 +241,11 @@ Minutes the readings have stayed {side} a threshold, up to this row.
     per-minute oximetry). One artefact (probe off, compression low at night) starts a run;
     requiring a duration here (`{fn} > 15`) filters one-off readings."""
 
-register("time_above", kernel=k.time_above, params=(THRESHOLD, MAX_GAP_RUN),
+register("time_above", kernel=k.time_above, params=(THRESHOLD, MAX_GAP_RUN, INTERVAL),
          lookback=_all_history, output="minutes",
          doc=_doc(_TIME_DOC.format(side="above", cond=">", fn="time_above")))
 
-register("time_below", kernel=k.time_below, params=(THRESHOLD, MAX_GAP_RUN),
+register("time_below", kernel=k.time_below, params=(THRESHOLD, MAX_GAP_RUN, INTERVAL),
          lookback=_all_history, output="minutes",
          doc=_doc(_TIME_DOC.format(side="below", cond="<", fn="time_below")))
 
@@ -256,16 +262,20 @@ _EVENT_PARAMS = (
     Param("end_margin", FLOAT, required=False, default=0.0,
           doc="recovered means at least this far back past the threshold (metric's unit)"),
     MAX_GAP_RUN,
+    INTERVAL,
 )
 _EVENT_DOC = """
 Number of episodes {side} a threshold in the trailing window ({what}).
 
     An episode starts with an unbroken run of readings {side} the threshold and is confirmed
-    (it *qualifies*) at the first reading of the run at least min_duration after the run's
-    first reading: readings at 0, 5, 10 and 15 min qualify at 15 min for min_duration 15m;
-    readings at 0 and 14 min do not. A reading not {side} the threshold before then breaks the
-    run. Once confirmed, the episode lasts until an unbroken run of recovered readings
-    ({recovered}) has lasted end_duration, measured the same way;
+    (it *qualifies*) at the first reading of the run at which the run has lasted min_duration,
+    a run lasting from its first reading to one interval after its latest: with interval 0m
+    (the default) readings at 0, 5, 10 and 15 min qualify at 15 min for min_duration 15m and
+    readings at 0 and 14 min do not; with interval 5m — each reading standing for the 5 minutes
+    of a CGM's sampling, as the consensus counts — readings at 0, 5 and 10 min qualify at
+    10 min. A reading not {side} the threshold before then breaks the run. Once confirmed, the
+    episode lasts until an unbroken run of recovered readings ({recovered}) has lasted
+    end_duration, measured the same way;
     readings back {side} the threshold before then continue the same episode, and only after
     the end can a new one begin. The output at row i counts the episodes whose qualifying
     reading q is at or before row i with t - window <= q <= t: ongoing episodes included, a
@@ -284,9 +294,11 @@ register("events_below", kernel=k.events_below, params=_EVENT_PARAMS, lookback=_
          output="count", doc=_doc(_EVENT_DOC.format(
              side="below", what="CGM hypoglycaemia", recovered="x >= threshold + end_margin",
              consensus="""
-    Consensus events: level 1 `threshold: 70`, level 2 `threshold: 54`, both with the default
-    15-minute start and end. An end at >= 70 mg/dL for a level-2 event, one reading of the
-    consensus, is `threshold: 54, end_margin: 16`. Prolonged hypoglycaemia:
+    Consensus events (Danne 2017; Battelino 2019): level 1 `threshold: 70`, level 2
+    `threshold: 54`, both with the default 15-minute start and end and `interval` the sensor's
+    sampling interval (`5m` for most sensors), so that three 5-minute readings make 15 minutes,
+    as ``engine.scores.cgm_metrics`` counts them. A level-2 event ends at >= 70 mg/dL, as a
+    level-1 one: `threshold: 54, end_margin: 16`. Prolonged hypoglycaemia:
     `threshold: 54, min_duration: 2h` [to confirm].
 """,
              guidance="""sensor compression at night gives short false lows: the 15-minute

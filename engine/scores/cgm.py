@@ -11,10 +11,12 @@ irregular sampling.
 
 Hypoglycaemia events (consensus): level 1 starts with ≥ 15 consecutive minutes below 70 mg/dL,
 level 2 with ≥ 15 consecutive minutes below 54 mg/dL; an event ends after ≥ 15 consecutive
-minutes at or above 70 mg/dL, so dips separated by a shorter recovery count once. A reading
-stands for the time until the next one (as in the time weighting), so three 5-minute readings
-below 70 make 15 minutes. An event cannot span a sensor gap longer than ``max_gap``: the state
-is unknown there, and a low run after the gap is a new event.
+minutes at or above 70 mg/dL, so dips separated by a shorter recovery count once. A run of
+readings lasts from its first reading to one ``interval`` after its last (the last reading
+stands for one sampling interval), so three 5-minute readings below 70 make 15 minutes and two
+do not. This is the definition the ``events_below`` detector uses with ``interval`` set to the
+sensor's, so a rule and this report count the same events. An event cannot span a sensor gap
+longer than ``max_gap``: the state is unknown there, and a low run after the gap is a new event.
 """
 from __future__ import annotations
 
@@ -221,7 +223,8 @@ def cgm_metrics(glucose: pl.DataFrame, *, start: datetime | None = None,
                 .with_columns(run=((pl.col("cls") != pl.col("cls").shift(1)) |
                                    pl.col("gap_before")).fill_null(True).cum_sum())
                 .group_by("patient_id", "segment", "run")
-                .agg(covered=w.sum(), v_max=v.max(), v_min=v.min())
+                .agg(covered=(pl.col("ts").max() - pl.col("ts").min())
+                     .dt.total_microseconds() + step, v_max=v.max(), v_min=v.min())
                 .sort("patient_id", "run"))
         events[level] = _hypo_events(runs, threshold, hypo_end, min_us)
 
