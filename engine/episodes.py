@@ -15,6 +15,14 @@ pack's timeline:
   first known-false time t with ``t - f0 >= resolve_after``, f0 the first known-false time since
   the condition last held: unknown times in between are skipped (they neither resolve nor
   restart the count) and a time where it holds starts the count again; a null never resolves;
+* with ``resolve_when:`` (hysteresis) the open episode resolves on that condition instead: at
+  the first time t where ``resolve_when`` holds with ``t - f0 >= resolve_after``, f0 the first
+  time it held since ``when`` last held; a time where it is known false (neither ``when`` nor
+  ``resolve_when`` holds: between the two thresholds) restarts the count, an unknown one is
+  skipped. ``resolve_when`` is only read while ``when`` does not hold;
+* a rule is *pending* for a patient when its condition holds at the patient's last timeline
+  time without an open episode (``for:``, ``confirm_readings`` or the cooldown still to come):
+  :func:`open_episodes` reports it apart, with the time the condition began to hold;
 * ``on_missing`` decides what a null condition does to a run: ``false`` (default) — it does not
   hold, so it ends a run; ``true`` — it holds; ``hold`` — the time is skipped, as if it were not
   on the timeline (the run continues across it but never fires at it).
@@ -31,30 +39,48 @@ import polars as pl
 from numba import njit, prange
 
 from .config import JIT_PARALLEL
+from .durations import format_duration
 from .memory import POOL
-from .ruleset.evidence import evidence_column, parse_template, reason_column
+from .ruleset.evaluate import resolve_column
+from .ruleset.evidence import evidence_column, labels_json, parse_template, reason_column
 from .schema import TS_DTYPE
 from .timeline import Timeline, fresh_column
 
 HOLDS, FALSE, UNKNOWN, SKIP = 1, 0, -1, 2
+#: ``pending[2]`` of a series whose rule never opened an episode
+NEVER = np.iinfo(np.int64).min
 EPISODE_COLUMNS = {
     "patient_id": pl.String, "rule_id": pl.String, "pack": pl.String, "severity": pl.String,
     "title": pl.String, "opened_at": TS_DTYPE, "condition_since": TS_DTYPE,
     "last_seen_at": TS_DTYPE, "resolved_at": TS_DTYPE, "evidence": pl.String,
-    "reason": pl.String,
+    "reason": pl.String, "labels": pl.String,
 }
+#: a pending rule: its condition holds at the patient's last evaluation time, not fired yet
+PENDING_COLUMNS = {
+    "patient_id": pl.String, "rule_id": pl.String, "pack": pl.String, "severity": pl.String,
+    "title": pl.String, "condition_since": TS_DTYPE, "last_seen_at": TS_DTYPE,
+    "waiting_for": pl.String, "fires_at": TS_DTYPE, "evidence": pl.String,
+    "reason": pl.String, "labels": pl.String,
+}
+_NO_RESOLVING = np.zeros(1, np.int8)
 
 
 def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
-                   out=None):
+                   out=None, resolving=None):
     """Episodes of every series (one patient's timeline for one rule) in one call.
 
     ``state`` is int8: 1 holds, 0 known false, -1 unknown (ends a run; skipped by the
     resolution count), 2 skip. ``fresh`` is bool: a metric the condition reads has a reading at
     that time; a run fires only once it holds at ``confirm`` fresh times (``confirm <= 1``: no
-    count). Returns row indices ``opened, since, last, resolved`` (-1: not resolved), written per
-    series from the series' first row, and ``count[k]`` episodes for series ``k``: series ``k``'s
-    episodes are slots ``offsets[k] .. offsets[k] + count[k]`` (the other slots are not written).
+    count). ``resolving``, when given (a rule's ``resolve_when``), is int8 per row: 1 the
+    resolution condition holds, 0 it is known false, -1 unknown; without it a row resolves
+    where ``state`` is known false. Returns row indices ``opened, since, last, resolved``
+    (-1: not resolved), written per series from the series' first row, ``count[k]`` episodes
+    for series ``k`` (series ``k``'s episodes are slots ``offsets[k] .. offsets[k] +
+    count[k]``; the other slots are not written), and ``pending`` int64[3, s]: per series, the
+    first row of the run still holding at its end without an open episode (-1: none), the fresh
+    rows of that run (counted when ``confirm > 1``) and the time of the series' latest opening
+    (:data:`NEVER`: none).
 
     ``out``, when given, is an int64[4, n] array the four results are written into (reused
     across the rules of a pack: only the slots counted are ever read).
@@ -62,14 +88,17 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, c
     if out is None:
         out = np.empty((4, ts.size), np.int64)
     count = np.zeros(offsets.size - 1, np.int64)
-    _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, out[0],
-              out[1], out[2], out[3], count)
-    return out[0], out[1], out[2], out[3], count
+    pending = np.empty((3, offsets.size - 1), np.int64)
+    has_res = resolving is not None
+    _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
+              resolving if has_res else _NO_RESOLVING, has_res, out[0], out[1], out[2], out[3],
+              count, pending)
+    return out[0], out[1], out[2], out[3], count, pending
 
 
 @njit(**JIT_PARALLEL)
-def _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, opened,
-              since, last, resolved, count):
+def _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, res,
+              has_res, opened, since, last, resolved, count, pending):
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
         w = a                       # next episode slot of this series
@@ -99,14 +128,23 @@ def _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confir
                     prev_open, have_prev = ts[i], True
             else:
                 run = -1
-                if s == FALSE:
+                # does this row resolve: 1 yes, 0 no (restarts the count), -1 unknown (pauses)
+                if has_res:
+                    r = res[i]
+                else:
+                    r = 1 if s == FALSE else -1
+                if r == 1:
                     if false_from < 0:
                         false_from = i
                     if cur >= 0 and ts[i] - ts[false_from] >= resolve_us:
                         resolved[cur] = i
                         cur = -1
-                # UNKNOWN: the resolution count pauses (false_from is kept)
+                elif r == 0:
+                    false_from = -1
         count[k] = w - a
+        pending[0, k] = run if cur < 0 else -1
+        pending[1, k] = run_fresh
+        pending[2, k] = prev_open if have_prev else NEVER
 
 
 def slots(offsets: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -123,9 +161,13 @@ _MISSING = {"false": UNKNOWN, "true": HOLDS, "hold": SKIP}
 
 
 def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
-                  pack) -> pl.DataFrame:
+                  pack, *, pending: list | None = None) -> pl.DataFrame:
     """Episodes of every enabled rule of ``pack`` from its condition columns (one per rule id,
-    from :func:`engine.ruleset.evaluate.conditions`, computed or lazy) on ``timeline``."""
+    from :func:`engine.ruleset.evaluate.conditions`, computed or lazy) on ``timeline``.
+
+    With ``pending`` (a list), the frame of the rules pending at each patient's last timeline
+    time (:data:`PENDING_COLUMNS`) is appended to it.
+    """
     rules = [r for r in pack.rules if r.enabled]
     if timeline.height == 0 or not rules:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
@@ -134,25 +176,62 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
     offsets = np.append(starts, timeline.height).astype(np.int64)
     no_count = np.ones(1, np.bool_)       # read only when a rule counts readings
     # a null condition becomes the state its rule's on_missing says, in one pass for all rules
-    coded = conditions.select(pl.col(r.id).cast(pl.Int8).fill_null(_MISSING[r.on_missing])
-                              for r in rules)
+    coded = conditions.select(
+        [pl.col(r.id).cast(pl.Int8).fill_null(_MISSING[r.on_missing]) for r in rules]
+        + [pl.col(resolve_column(r.id)).cast(pl.Int8).fill_null(UNKNOWN) for r in rules
+           if r.resolve_expr is not None])
     if isinstance(coded, pl.LazyFrame):
         coded = coded.collect()
-    rows = []
+    rows, waiting = [], []
     slots_out = POOL.empty((4, timeline.height), np.int64)     # reused rule after rule
     for r in rules:
         state = coded.get_column(r.id).to_numpy()
         fresh = (timeline.values.get_column(fresh_column(r.confirm_metrics)).to_numpy()
                  if r.confirm_readings > 1 else no_count)
-        o, s, l, z, count = episode_kernel(timeline.ts, state, offsets, r.for_us,
-                                           r.cooldown_us, r.resolve_after_us, fresh,
-                                           r.confirm_readings, out=slots_out)
+        resolving = (coded.get_column(resolve_column(r.id)).to_numpy()
+                     if r.resolve_expr is not None else None)
+        o, s, l, z, count, pend = episode_kernel(timeline.ts, state, offsets, r.for_us,
+                                                 r.cooldown_us, r.resolve_after_us, fresh,
+                                                 r.confirm_readings, out=slots_out,
+                                                 resolving=resolving)
         keep = slots(offsets, count)
         if keep.size:
             rows.append((r, o[keep], s[keep], l[keep], z[keep]))
+        if pending is not None:
+            series = np.flatnonzero(pend[0] >= 0)
+            if series.size:
+                waiting.append((r, series, pend[:, series], offsets))
+    if pending is not None and waiting:
+        pending.append(_pending_frame(pack, timeline, waiting))
     if not rows:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
     return _frame(pack, timeline, rows)
+
+
+def _pending_frame(pack, tl: Timeline, waiting) -> pl.DataFrame:
+    """The pending rules (``waiting``: a rule, its series with a pending run, their run start
+    row, fresh readings and latest opening), with evidence and reason at the last time."""
+    found, extra = [], []
+    for r, series, pend, offsets in waiting:
+        last = offsets[series + 1] - 1
+        run = pend[0]
+        found.append((r, last, run, last, np.full(series.size, -1, np.int64)))
+        since, now = tl.ts[run], tl.ts[last]
+        for k in range(series.size):
+            if now[k] - since[k] < r.for_us:
+                extra.append((f"for: {format_duration(r.for_us)}", since[k] + r.for_us))
+            elif r.confirm_readings > 1 and pend[1, k] < r.confirm_readings:
+                extra.append((f"confirm_readings: {r.confirm_readings - pend[1, k]} more "
+                              "reading(s)", None))
+            else:
+                extra.append((f"cooldown: {format_duration(r.cooldown_us)}",
+                              pend[2, k] + r.cooldown_us))
+    frame = _frame(pack, tl, found)
+    return frame.with_columns(
+        waiting_for=pl.Series([e[0] for e in extra], dtype=pl.String),
+        fires_at=pl.Series([e[1] for e in extra], dtype=pl.Int64).cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")).select(
+        [pl.col(c).cast(t) for c, t in PENDING_COLUMNS.items()])
 
 
 def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
@@ -161,7 +240,7 @@ def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
     ts = tl.ts
     opened = np.concatenate([f[1] for f in found])
     resolved = np.concatenate([f[4] for f in found])
-    ids, sev, title, evidence, reasons = [], [], [], [], []
+    ids, sev, title, evidence, reasons, labels = [], [], [], [], [], []
     at_rows = tl.values[opened] if tl.values.width else None
     start = 0
     for rule, o, *_ in found:
@@ -178,6 +257,7 @@ def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
         ids += [rule.id] * k
         sev += [rule.severity] * k
         title += [rule.title] * k
+        labels += [labels_json(rule.labels)] * k
         start += k
     us = pl.DataFrame({
         "opened_at": ts[opened], "condition_since": ts[np.concatenate([f[2] for f in found])],
@@ -186,13 +266,14 @@ def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
     return pl.DataFrame({
         "patient_id": tl.patient_ids(opened), "rule_id": ids, "pack": [pack.name] * len(ids),
         "severity": sev, "title": title, "evidence": evidence, "reason": reasons,
+        "labels": labels,
     }).hstack(us).select(
         "patient_id", "rule_id", "pack", "severity", "title",
         *[pl.col(c).cast(pl.Datetime("us", "UTC")) for c in
           ("opened_at", "condition_since", "last_seen_at")],
         pl.when(pl.col("resolved_at") >= 0).then(pl.col("resolved_at"))
         .cast(pl.Datetime("us", "UTC")).alias("resolved_at"),
-        "evidence", "reason").cast(EPISODE_COLUMNS)
+        "evidence", "reason", "labels").cast(EPISODE_COLUMNS)
 
 
 def _unit(sym) -> str:
@@ -228,3 +309,16 @@ def combine(frames, patients: pl.DataFrame | None) -> pl.DataFrame:
     frames = [f for f in frames if f.height]
     episodes = pl.concat(frames) if frames else pl.DataFrame(schema=EPISODE_COLUMNS)
     return sort_episodes(within_follow_up(episodes, patients))
+
+
+def combine_pending(frames, patients: pl.DataFrame | None) -> pl.DataFrame:
+    """The pending rules of every pack and chunk as one frame, for patients still followed
+    (none after a discharge), by patient, then since when the condition holds, then rule."""
+    frames = [f for f in frames if f.height]
+    pending = pl.concat(frames) if frames else pl.DataFrame(schema=PENDING_COLUMNS)
+    if patients is not None and "discharged_at" in patients.columns and pending.height:
+        gone = pending.join(patients.select("patient_id", "discharged_at"), on="patient_id",
+                            how="left")["discharged_at"]
+        pending = pending.filter((gone.is_null() | (pending["last_seen_at"] <= gone))
+                                 .fill_null(True))
+    return pending.sort("patient_id", "condition_since", "rule_id")

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .schema import EARLIEST, PATIENT_SCHEMA, PROGRAMMES
+from .schema import CARE_PLAN, EARLIEST, PATIENT_SCHEMA, PROGRAMMES
 from .sources import read_table
 
 
@@ -72,7 +72,7 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         i = int((~scale.is_in([1, 2])).arg_true()[0])
         raise InputError("spo2_scale must be 1 or 2 (scale 2 only for a prescribed 88-92 % "
                          "target).", path=name, row=i + 1, column="spo2_scale")
-    for col in ("enrolled_at", "discharged_at"):
+    for col in ("enrolled_at", "discharged_at", "surgery_at"):
         early = df[col] < EARLIEST
         if early.any():
             i = int(early.arg_true()[0])
@@ -83,7 +83,32 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
     if ((ages < 0) | (ages > 130)).any():
         i = int(((ages < 0) | (ages > 130)).arg_true()[0])
         raise InputError(f"age {ages[i]} is outside 0..130.", path=name, row=i + 1, column="age")
+    for f in CARE_PLAN.values():
+        v = df[f.name]
+        out_of_range = (v < f.low) | (v > f.high) | v.is_nan()
+        if out_of_range.any():
+            i = int(out_of_range.arg_true()[0])
+            raise InputError(f"{f.name} {v[i]} is outside {f.low:g}..{f.high:g} {f.unit}: not "
+                             f"a plausible {f.description}.", path=name, row=i + 1,
+                             column=f.name)
+    check_time_zones(df["tz"], name)
     return df.with_columns(spo2_scale=scale)
+
+
+def check_time_zones(zones: pl.Series, name: str) -> None:
+    """Every non-empty zone of the ``tz`` column must be an IANA zone (Europe/Paris)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    for zone in zones.drop_nulls().unique(maintain_order=True).to_list():
+        try:
+            ok = "/" in zone or zone == "UTC"
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            ok = False
+        if not ok:
+            i = int((zones == zone).arg_true()[0])
+            raise InputError(f"time zone {zone!r} is not an IANA time zone like "
+                             "'Europe/Paris'.", path=name, row=i + 1, column="tz")
 
 
 #: the programmes as a polars enum (comparisons with a programme's name work as with text)

@@ -28,7 +28,7 @@ import polars as pl
 
 from . import queue as queue_mod
 from .detect import DetectorPlan, arrays, detect_arrays
-from .episodes import combine, open_episodes
+from .episodes import PENDING_COLUMNS, combine, combine_pending, open_episodes
 from .errors import InputError
 from .ingest import IngestResult, Reconciliation, ingest
 from .ingest.index import SeriesIndex
@@ -61,6 +61,9 @@ class Result:
     queue: pl.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     as_of: dt.datetime | None = None
+    #: rules whose condition holds at a patient's last evaluation time without having fired
+    #: (``for:``, ``confirm_readings`` or a cooldown to come): :data:`engine.episodes.PENDING_COLUMNS`
+    pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PENDING_COLUMNS))
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -122,15 +125,19 @@ class Engine:
         until = check_as_of(as_of, ing, inputs.now) if as_of is not None \
             else ing.clean["ts"].max()
         clean, index, report = cut_after(ing, until)
+        check_care_plan(pats, self.ruleset.packs, inputs.patients_label)
+        pending: list = []
         episodes = evaluate_packs(self.ruleset.packs, clean, pats, until=until, index=index,
-                                  plan=self.plan, timings=timings, progress=progress)
+                                  plan=self.plan, timings=timings, progress=progress,
+                                  pending=pending)
         t = time.perf_counter()
         if progress:
             progress("queue")
         q = queue_mod.build_queue(episodes)
         timings["queue"] = time.perf_counter() - t
         return Result(clean=clean, quarantine=ing.quarantine, report=report, patients=pats,
-                      episodes=episodes, queue=q, timings=timings, as_of=until)
+                      episodes=episodes, queue=q, timings=timings, as_of=until,
+                      pending=combine_pending(pending, pats))
 
 
 @dataclass
@@ -141,6 +148,8 @@ class Inputs:
     patients: pl.DataFrame | None
     seconds: float
     now: dt.datetime | None = None
+    #: how the patients table is named in messages (its path)
+    patients_label: str = "patients"
 
 
 def load_inputs(telemetry, patients=None, *, tz: str | None = None,
@@ -155,6 +164,8 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
     t = time.perf_counter()
     now = now or dt.datetime.now(dt.timezone.utc)
     pats = None
+    label = "patients" if isinstance(patients, pl.DataFrame) or patients is None \
+        else str(patients)
     if patients is not None:
         if programme is not None:
             raise InputError("give either a patients table or a programme for every "
@@ -166,7 +177,35 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
     if programme is not None:
         pats = check_patients(pl.DataFrame({"patient_id": ing.index.patient_ids,
                                             "programme": programme}), name="--programme")
-    return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t, now=now)
+    return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t, now=now,
+                  patients_label=label)
+
+
+def check_care_plan(patients: pl.DataFrame | None, packs, name: str = "patients") -> None:
+    """A care-plan value that sets a pack param per patient must lie within the param's bounds
+    (``min``/``max``): the error names the patients table's row, column and the bound."""
+    if patients is None:
+        return
+    from .schema import CARE_PLAN
+    from .units import UNITS
+
+    for pack in packs:
+        for prm in pack.params.values():
+            if prm.patient is None or prm.patient not in patients.columns:
+                continue
+            ratio = prm.type.unit.ratio(UNITS[CARE_PLAN[prm.patient].unit])
+            values = patients[prm.patient].cast(pl.Float64) * ratio
+            for bound, bad in ((prm.low, values < (prm.low if prm.low is not None else 0)),
+                               (prm.high, values > (prm.high if prm.high is not None else 0))):
+                if bound is None or not bad.any():
+                    continue
+                i = int(bad.arg_true()[0])
+                side = "below the minimum" if bound == prm.low else "above the maximum"
+                raise InputError(
+                    f"{prm.patient} {patients[prm.patient][i]:g} sets param '{prm.name}' of pack "
+                    f"'{pack.name}' for this patient, and is {side} "
+                    f"{bound:g} {prm.unit} the pack allows ({prm.origin}).", path=name,
+                    row=i + 1, column=prm.patient)
 
 
 #: what to do about the commonest reasons a whole input is quarantined
@@ -290,12 +329,15 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
                    until: dt.datetime | None = None, index: SeriesIndex | None = None,
                    plan: DetectorPlan | None = None, chunk_rows: int = CHUNK_ROWS,
                    workers: int = WORKERS, timings: dict | None = None,
-                   progress: Callable[[str], None] | None = None) -> pl.DataFrame:
+                   progress: Callable[[str], None] | None = None,
+                   pending: list | None = None) -> pl.DataFrame:
     """Episodes of every enabled rule of ``packs`` on clean telemetry (detect → timeline → rules
     → episodes, then the follow-up window), sorted by patient, opening time and rule.
 
     ``telemetry`` is clean telemetry as ingest gives it (sorted by patient, metric, time; not
-    checked again), with no reading after ``until``; ``index`` its series index.
+    checked again), with no reading after ``until``; ``index`` its series index. With
+    ``pending`` (a list), the frames of the rules pending at each patient's last evaluation
+    time are appended to it (:func:`engine.episodes.combine_pending` joins them).
     """
     if until is not None and (not isinstance(until, dt.datetime) or until.tzinfo is None):
         raise InputError(f"until must be a timezone-aware datetime (e.g. datetime.now(timezone."
@@ -304,6 +346,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     for s in ("detect", "timeline", "rules+episodes"):
         timings.setdefault(s, 0.0)
     pats = _patients_table(patients)
+    check_care_plan(pats, packs)
     index = index if index is not None else SeriesIndex.of(telemetry)
     plan = plan if plan is not None else DetectorPlan.of(packs)
     cohort = Cohort.of(index.patient_ids, pats)
@@ -322,7 +365,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
         t = time.perf_counter()
         det = detect_arrays(tel.ts, tel.x, sub, plan)
         spent["detect"] += time.perf_counter() - t
-        found = []
+        found, waiting = [], ([] if pending is not None else None)
         for pack in packs:
             if not any(r.enabled for r in pack.rules) or not part.in_scope(pack).any():
                 continue
@@ -331,10 +374,11 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             t2 = time.perf_counter()
             # the conditions are evaluated in the same polars pass as the episodes' coding of
             # them: their time is counted with the episodes
-            found.append(open_episodes(tl, conditions(tl, pack, lazy=True), pack))
+            found.append(open_episodes(tl, conditions(tl, pack, lazy=True), pack,
+                                       pending=waiting))
             spent["timeline"] += t2 - t
             spent["rules+episodes"] += time.perf_counter() - t2
-        return found, spent
+        return found, spent, waiting
 
     # Chunks run two at a time: while one is in a kernel or in polars (both release the GIL),
     # the other formats its episodes' evidence and reasons in Python.
@@ -347,8 +391,10 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             results = list(pool.map(run_chunk, work))
     else:
         results = map(run_chunk, work)
-    for found, spent in results:
+    for found, spent, waiting in results:
         out += found
+        if pending is not None:
+            pending += waiting
         for k, v in spent.items():
             timings[k] += v
     t = time.perf_counter()

@@ -30,6 +30,7 @@ QUEUE_COLUMNS: dict[str, pl.DataType] = {
     "title": pl.String(),
     "reason": pl.String(),
     "evidence": pl.String(),
+    "labels": pl.String(),
 }
 
 
@@ -46,13 +47,16 @@ def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.
     ----------
     episodes : polars.DataFrame
         One row per episode with ``patient_id, rule_id, pack, severity, title, opened_at,
-        last_seen_at, resolved_at, evidence, reason`` (the output of the rule stage).
+        last_seen_at, resolved_at, evidence, reason`` and optionally ``labels`` (JSON text of
+        the rule's labels; ``{}`` without) — the output of the episodes stage.
     risk : polars.DataFrame, optional
         ``patient_id, risk`` (calibrated probability) from the risk model.
     """
     if episodes.height == 0:
         return pl.DataFrame(schema=QUEUE_COLUMNS)
     df = episodes
+    if "labels" not in df.columns:
+        df = df.with_columns(labels=pl.lit("{}"))
     if risk is not None:
         df = df.join(risk.select("patient_id", "risk"), on="patient_id", how="left")
     else:

@@ -132,7 +132,40 @@ PATIENT_SCHEMA: dict[str, tuple[pl.DataType, bool, str]] = {
     "enrolled_at": (TS_DTYPE, False, "start of telemonitoring"),
     "discharged_at": (TS_DTYPE, False, "end of telemonitoring (discharge from the programme); "
                       "empty while the patient is followed"),
+    "tz": (pl.String(), False, "the patient's IANA time zone, e.g. Europe/Paris (for rules on "
+           "the local time of day); empty: the site's"),
+    "surgery_at": (TS_DTYPE, False, "date of the surgery the follow-up is for (post-bariatric)"),
 }
+
+
+@dataclass(frozen=True)
+class CarePlanField:
+    """A personal target of the care plan, a column of the patients table.
+
+    ``unit`` is the unit its values are written in; values outside ``low``..``high`` are not
+    plausible and refused with the row named. A pack param declared with ``patient: <name>``
+    takes the patient's value instead of its own, within the param's bounds.
+    """
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str
+
+
+CARE_PLAN: dict[str, CarePlanField] = {f.name: f for f in [
+    CarePlanField("dry_weight_kg", "kg", 20.0, 350.0, "dry (euvolaemic) weight set by the heart "
+                  "failure team, in kg"),
+    CarePlanField("weight_gain_3d_kg", "kg", 0.5, 10.0, "personal alert threshold for a weight "
+                  "gain over 3 days, in kg"),
+    CarePlanField("spo2_target_low", "%", 70.0, 100.0, "lower bound of the prescribed SpO2 "
+                  "target, in %"),
+    CarePlanField("spo2_target_high", "%", 70.0, 100.0, "upper bound of the prescribed SpO2 "
+                  "target, in %"),
+]}
+for _f in CARE_PLAN.values():
+    PATIENT_SCHEMA[_f.name] = (pl.Float64(), False, _f.description)
 
 PROGRAMMES = ("heart_failure", "copd", "diabetes", "covid_home", "sleep_apnoea",
               "post_bariatric", "older_home")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.errors import RuleError
 from engine.ruleset import load_rules_text
-from engine.episodes import FALSE, HOLDS, SKIP, UNKNOWN, episode_kernel
+from engine.episodes import FALSE, HOLDS, NEVER, SKIP, UNKNOWN, episode_kernel
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 MIN = 60_000_000
@@ -404,12 +404,19 @@ def test_empty_input_gives_an_empty_frame_with_the_columns():
 # ------------------------------------------------------------------------------------------
 # the episode kernel against a plain reference
 # ------------------------------------------------------------------------------------------
-def reference(ts, state, for_us, cooldown_us, resolve_us, fresh=None, confirm=1):
-    """rules/README.md, "When a rule fires", read literally, for one series."""
+def reference(ts, state, for_us, cooldown_us, resolve_us, fresh=None, confirm=1,
+              resolving=None):
+    """rules/README.md, "When a rule fires", read literally, for one series.
+
+    Returns the episodes and the pending run at the end: (since, fresh readings, latest
+    opening) or None.
+    """
     fresh = [True] * len(ts) if fresh is None else fresh
-    rows = [(t, s, f) for t, s, f in zip(ts, state, fresh) if s != SKIP]
+    if resolving is None:        # without resolve_when: a known-false time resolves
+        resolving = [1 if s == FALSE else -1 for s in state]
+    rows = [(t, s, f, r) for t, s, f, r in zip(ts, state, fresh, resolving) if s != SKIP]
     episodes, current, prev_open = [], None, None
-    for k, (t, s, _) in enumerate(rows):
+    for k, (t, s, _, r) in enumerate(rows):
         if s == HOLDS:
             j = k
             while j > 0 and rows[j - 1][1] == HOLDS:
@@ -423,14 +430,21 @@ def reference(ts, state, for_us, cooldown_us, resolve_us, fresh=None, confirm=1)
                 current = {"opened": t, "since": t0, "last": t, "resolved": None}
                 episodes.append(current)
                 prev_open = t
-        elif s == FALSE and current is not None:
-            # the first known-false time since the condition last held; unknowns are skipped
-            last_held = max(m for m in range(k) if rows[m][1] == HOLDS)
-            f0 = next(row[0] for row in rows[last_held + 1:] if row[1] == FALSE)
+        elif r == 1 and current is not None:
+            # the count starts at the first resolving time after the condition last held or
+            # after a time known not to resolve; unknown times are skipped
+            reset = max(m for m in range(k) if rows[m][1] == HOLDS or rows[m][3] == 0)
+            f0 = next(row[0] for row in rows[reset + 1:] if row[1] != HOLDS and row[3] == 1)
             if t - f0 >= resolve_us:
                 current["resolved"] = t
                 current = None
-    return [(e["opened"], e["since"], e["last"], e["resolved"]) for e in episodes]
+    pending = None
+    if rows and rows[-1][1] == HOLDS and current is None:
+        j = len(rows) - 1
+        while j > 0 and rows[j - 1][1] == HOLDS:
+            j -= 1
+        pending = (rows[j][0], sum(1 for row in rows[j:] if row[2]), prev_open)
+    return [(e["opened"], e["since"], e["last"], e["resolved"]) for e in episodes], pending
 
 
 @st.composite
@@ -441,22 +455,33 @@ def state_series(draw):
     state = draw(st.lists(st.sampled_from([HOLDS, HOLDS, FALSE, UNKNOWN, SKIP]), min_size=n,
                           max_size=n))
     fresh = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    return ts.astype(np.int64), np.asarray(state, dtype=np.int8), np.asarray(fresh, np.bool_)
+    resolving = draw(st.lists(st.sampled_from([1, 0, -1]), min_size=n, max_size=n))
+    return (ts.astype(np.int64), np.asarray(state, dtype=np.int8), np.asarray(fresh, np.bool_),
+            np.asarray(resolving, np.int8))
 
 
 @given(st.lists(state_series(), min_size=1, max_size=4),
        st.sampled_from([0, 5, 10, 20]), st.sampled_from([0, 10, 30]),
-       st.sampled_from([0, 5, 15]), st.sampled_from([1, 2, 3]))
-@settings(max_examples=200, deadline=None)
-def test_episode_kernel_matches_the_reference(many, for_m, cool_m, res_m, confirm):
-    ts = np.concatenate([t for t, _, _ in many]).astype(np.int64)
-    state = np.concatenate([s for _, s, _ in many]).astype(np.int8)
-    fresh = np.concatenate([f for _, _, f in many]).astype(np.bool_)
-    offsets = np.cumsum([0] + [len(t) for t, _, _ in many]).astype(np.int64)
-    o, s, l, z, count = episode_kernel(ts, state, offsets, for_m * MIN, cool_m * MIN,
-                                       res_m * MIN, fresh, confirm)
-    for k, (t, st_, fr) in enumerate(many):
+       st.sampled_from([0, 5, 15]), st.sampled_from([1, 2, 3]), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_episode_kernel_matches_the_reference(many, for_m, cool_m, res_m, confirm, hysteresis):
+    ts = np.concatenate([t for t, *_ in many]).astype(np.int64)
+    state = np.concatenate([s for _, s, *_ in many]).astype(np.int8)
+    fresh = np.concatenate([f for _, _, f, _ in many]).astype(np.bool_)
+    resolving = np.concatenate([r for *_, r in many]).astype(np.int8)
+    offsets = np.cumsum([0] + [len(t) for t, *_ in many]).astype(np.int64)
+    o, s, l, z, count, pend = episode_kernel(
+        ts, state, offsets, for_m * MIN, cool_m * MIN, res_m * MIN, fresh, confirm,
+        resolving=resolving if hysteresis else None)
+    for k, (t, st_, fr, rs) in enumerate(many):
         a = offsets[k]
         got = [(ts[o[i]], ts[s[i]], ts[l[i]], ts[z[i]] if z[i] >= 0 else None)
                for i in range(a, a + count[k])]
-        assert got == reference(t, st_, for_m * MIN, cool_m * MIN, res_m * MIN, fr, confirm)
+        want, want_pending = reference(t, st_, for_m * MIN, cool_m * MIN, res_m * MIN, fr,
+                                       confirm, rs if hysteresis else None)
+        assert got == want
+        got_pending = None
+        if pend[0, k] >= 0:
+            got_pending = (ts[pend[0, k]], pend[1, k] if confirm > 1 else want_pending[1],
+                           None if pend[2, k] == NEVER else pend[2, k])
+        assert got_pending == want_pending

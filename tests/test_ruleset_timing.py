@@ -76,7 +76,7 @@ def test_compound_duration_params_and_their_bounds():
     site = "site: s\npacks:\n  p:\n    params: {confirm: 1w3d}\n"
     with pytest.raises(RuleError) as info:
         load_rules_text({"p.yaml": text}, {"s.yaml": site})
-    assert "s.yaml:4:23: param 'confirm' = 1w3d is above its maximum 1w2d (set by the pack at " \
+    assert "s.yaml:4:23: param 'confirm' = 10d is above its maximum 9d (set by the pack at " \
            "p.yaml:7:51)" in str(info.value)
     ok = load_rules_text({"p.yaml": text}, {"s.yaml": site.replace("1w3d", "1d12h")})
     assert ok.rules[0].for_us == 36 * HOUR

@@ -156,7 +156,8 @@ def test_user_errors():
 
 #: ranges wide enough to reach every band of every score
 VITAL_RANGES = {"resp_rate": (4, 40), "spo2": (75, 100), "sbp": (60, 240),
-                "heart_rate": (30, 160), "temp": (33, 41)}
+                "heart_rate": (30, 160), "temp": (33, 41), "weight": (30, 180),
+                "height_cm": (0, 210)}
 
 
 def timeline(score: ScoreDef, n: int, seed: int) -> pl.DataFrame:
@@ -177,8 +178,8 @@ def timeline(score: ScoreDef, n: int, seed: int) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
-def test_registry_declares_the_four_timeline_scores():
-    assert set(SCORES) == {"news2", "qsofa", "mews", "sirs"}
+def test_registry_declares_the_timeline_scores():
+    assert set(SCORES) == {"news2", "qsofa", "mews", "sirs", "bmi"}
     for name, score in SCORES.items():
         assert score.name == name and score.reference
         assert all(i in METRICS or i in PATIENT_SCHEMA for i in score.inputs), name
@@ -187,7 +188,10 @@ def test_registry_declares_the_four_timeline_scores():
         SCORES["news2"].name = "other"  # frozen
 
 
-@pytest.mark.parametrize("name", sorted(SCORES))
+POINTS = sorted(set(SCORES) - {"bmi"})
+
+
+@pytest.mark.parametrize("name", POINTS)
 def test_score_contract(name):
     score = SCORES[name]
     frame = timeline(score, 400, seed=len(name))
@@ -212,11 +216,28 @@ def test_score_contract(name):
     assert empty[name].to_list() == [None] and empty[f"{name}_complete"].to_list() == [False]
 
 
+def test_bmi_contract_and_its_boundaries():
+    score = SCORES["bmi"]
+    frame = timeline(score, 400, seed=3)
+    out = score.compute(frame)
+    assert out.columns == frame.columns + list(score.outputs)
+    chunks = pl.concat([score.compute(frame.slice(i, 37)) for i in range(0, frame.height, 37)])
+    assert_frame_equal(out, chunks)
+    assert (out["bmi"].is_not_null() == out["bmi_complete"]).all()
+    # decimal readings on a threshold compare equal to it (binary floating point would not)
+    exact = score.compute(pl.DataFrame({"weight": [41.16, 43.52, 68.04, 53.465],
+                                        "height_cm": [140.0, 160.0, 180.0, 170.0]}))
+    assert exact["bmi"].to_list() == [21.0, 17.0, 21.0, 18.5]
+    none = score.compute(pl.DataFrame({"weight": [70.0, None], "height_cm": [0.0, 170.0]}))
+    assert none["bmi"].to_list() == [None, None]
+    assert none["bmi_complete"].to_list() == [False, False]
+
+
 def test_docstring_examples_run():
     import doctest
     import importlib
 
-    for name in ("", ".news2", ".early_warning", ".cgm", ".icope"):
+    for name in ("", ".news2", ".early_warning", ".cgm", ".icope", ".bmi"):
         module = importlib.import_module(f"engine.scores{name}")
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, module.__name__

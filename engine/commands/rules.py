@@ -38,13 +38,18 @@ def _load(paths: list[Path], sites: list[Path]):
 @app.command("test")
 def test(paths: Paths = None, site: Sites = [],
          verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                               help="List passing tests too.")] = False) -> None:
+                                               help="List passing tests too.")] = False,
+         name: Annotated[str, typer.Option(
+             "--name", help="Run only the tests whose name matches: a glob like '*hypo*', or "
+                            "else any part of the name (case-insensitive).")] = None) -> None:
     """Run the tests inside rule packs (like promtool test rules); exit 1 on any failure."""
     rs = _load(paths or [], site)
     try:
-        report = rs.run_tests()
+        report = rs.run_tests(name=name)
     except VeilleError as exc:
         _fail(exc)
+    if name is not None and not report.results:
+        _fail(VeilleError(f"no test name matches {name!r}."))
     say(report.render(verbose=verbose))
     if not report.passed:
         raise typer.Exit(1)
@@ -68,11 +73,24 @@ def explain(rule_id: Annotated[str, typer.Argument(help="A rule id, e.g. "
             rules: Annotated[list[Path], typer.Option(
                 "--rules", help="Rule pack file or folder (repeatable). Default: the bundled "
                                 "rules/.")] = [],
-            site: Sites = []) -> None:
+            site: Sites = [],
+            patient: Annotated[str, typer.Option(
+                "--patient", help="A patient id: also show the values this patient gets (care "
+                                  "plan targets, context, time zone). Needs --patients.")] = None,
+            patients: Annotated[Path, typer.Option(
+                "--patients", help="The patients table (Parquet, CSV...) to read the patient "
+                                   "from.")] = None) -> None:
     """Print a rule, its effective params with their origin, detectors and references."""
+    if patient is not None and patients is None:
+        _fail(VeilleError("--patient needs --patients, the patients table to read it from."))
     rs = _load(rules, site)
     try:
-        text = rs.explain(rule_id)
+        row, where = None, ""
+        if patient is not None:
+            from ..patients import load_patients
+            from ..ruleset.explain import find_patient
+            row, where = find_patient(load_patients(str(patients)), patient, str(patients))
+        text = rs.explain(rule_id, patient=row, where=where)
     except VeilleError as exc:
         _fail(exc)
     say(text)

@@ -157,6 +157,10 @@ def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
     s = result.alerts_by_severity
     say(f"alerts   open: high {s['high']:,}, medium {s['medium']:,}, low {s['low']:,} — "
         f"{s['patients']:,} patients to call; {s['resolved']:,} episodes already resolved")
+    if result.pending.height:
+        waiting = result.pending["patient_id"].n_unique()
+        say(f"pending  {result.pending.height:,} rules hold for {waiting:,} patients without "
+            "having fired yet (a for:, a confirmation or a cooldown to come)")
     say(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
         f"({result.quarantine.height:,} rows)")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())

@@ -11,9 +11,15 @@ from __future__ import annotations
 import polars as pl
 
 
+def resolve_column(rule_id: str) -> str:
+    """The column of a rule's ``resolve_when`` condition in :func:`conditions`' result."""
+    return f"__resolve:{rule_id}"
+
+
 def conditions(timeline, pack, *, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
     """One Boolean column per enabled rule of ``pack`` (named by rule id), aligned to
-    ``timeline`` (:class:`engine.timeline.Timeline`); null where unknown.
+    ``timeline`` (:class:`engine.timeline.Timeline`); null where unknown. A rule with a
+    ``resolve_when`` adds that condition as column :func:`resolve_column`.
 
     ``lazy=True`` returns the query instead of its result, so that the episodes stage's own
     step over the conditions (:func:`engine.episodes.open_episodes`) runs in the same pass.
@@ -22,4 +28,6 @@ def conditions(timeline, pack, *, lazy: bool = False) -> pl.DataFrame | pl.LazyF
     frame = timeline.values.lazy() if lazy else timeline.values
     if not rules:
         return frame.select([]) if lazy else pl.DataFrame(height=timeline.height)
-    return frame.select([r.expr.alias(r.id) for r in rules])
+    return frame.select([r.expr.alias(r.id) for r in rules]
+                        + [r.resolve_expr.alias(resolve_column(r.id)) for r in rules
+                           if r.resolve_expr is not None])

@@ -71,7 +71,13 @@ def format_value(value, unit: str) -> str:
         us = v * _TIME_UNITS_US[unit]
         if us < 60_000_000:  # under a minute (a chair-rise test): seconds, to 0.1 s
             return f"{us / 1e6:.1f}".rstrip("0").rstrip(".") + " s"
-        return format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
+        text = format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
+        # whole weeks read as weeks ("2w"), anything else in days: "30d", not "4w2d"
+        weeks = re.fullmatch(r"(\d+)w(?:(\d+)d)?(.*)", text)
+        if weeks and (weeks.group(2) or weeks.group(3)):
+            days = int(weeks.group(1)) * 7 + int(weeks.group(2) or 0)
+            text = f"{days}d{weeks.group(3)}"
+        return text
     if not math.isfinite(v):
         text = str(v)
     elif v == int(v) and abs(v) < 1e15:
@@ -93,6 +99,11 @@ def evidence_json(values: dict[str, tuple[object, str]]) -> str:
             value = None
         out[name] = {"value": value, "unit": unit}
     return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+def labels_json(labels: dict[str, str]) -> str:
+    """A rule's labels as compact JSON with sorted keys (``{}`` when none)."""
+    return json.dumps(dict(sorted(labels.items())), ensure_ascii=False, separators=(",", ":"))
 
 
 def render_reason(parts, values: dict[str, tuple[object, str]]) -> str:

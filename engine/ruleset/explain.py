@@ -1,8 +1,12 @@
 """``veille rules explain RULE_ID``: a rule, its effective params and where each came from, its
-detectors, rationale and references — as plain text a clinician can read."""
+detectors, rationale and references — as plain text a clinician can read. With a patient (a
+row of the patients table), the values that patient gets: a param set per patient by the care
+plan, the patient context the rule reads, the time zone of its time-of-day conditions."""
 from __future__ import annotations
 
 from ..durations import format_duration
+from ..errors import InputError
+from .evidence import format_value
 from .packs import CompiledRule
 
 
@@ -37,8 +41,35 @@ def _scope(pack) -> list[str]:
     return lines
 
 
-def explain_rule(rs, rule_id: str) -> str:
-    """Plain text describing one rule as loaded (site overrides applied)."""
+def _patient_value(p, patient: dict, where: str) -> str:
+    """Where a per-patient param's value comes from for this patient."""
+    own = patient.get(p.patient)
+    if own is None:
+        return (f"    {p.name} = {p.display()}   the pack's value: column {p.patient} is empty "
+                f"for this patient ({where})")
+    from ..schema import CARE_PLAN
+    from ..units import UNITS
+    value = own * p.type.unit.ratio(UNITS[CARE_PLAN[p.patient].unit])
+    return (f"    {p.name} = {format_value(value, p.unit)}   from the care plan: column "
+            f"{p.patient} of {where} (the pack's value {p.display()} at {p.origin}; bounds "
+            f"{'-' if p.low is None else format_value(p.low, p.unit)} to "
+            f"{'-' if p.high is None else format_value(p.high, p.unit)})")
+
+
+def find_patient(patients, patient_id: str, name: str) -> tuple[dict, str]:
+    """The row of ``patient_id`` in a checked patients table, and how to name it."""
+    import polars as pl
+
+    hit = patients.with_row_index("__row").filter(pl.col("patient_id") == patient_id.strip())
+    if hit.height == 0:
+        raise InputError(f"patient {patient_id!r} is not in the patients table.", path=name)
+    row = hit.row(0, named=True)
+    return row, f"{name} row {row.pop('__row') + 1}"
+
+
+def explain_rule(rs, rule_id: str, patient: dict | None = None, where: str = "") -> str:
+    """Plain text describing one rule as loaded (site overrides applied); with ``patient`` (a
+    row of the patients table, named ``where``), the values that patient gets."""
     pack, r = rs.find_rule(rule_id)
     lines = [f"{r.id} — {r.title}",
              f"  pack       {pack.name} {pack.version} ({pack.path})",
@@ -47,15 +78,27 @@ def explain_rule(rs, rule_id: str) -> str:
     if not r.enabled:
         lines.append(f"  DISABLED   (at {r.enabled_origin})")
     lines += _scope(pack)
-    lines += [f"  when       {r.when}",
-              f"  timing     {_durations(r)}"]
+    lines += [f"  when       {r.when}"]
+    if r.resolve_when:
+        lines.append(f"  resolves   when {r.resolve_when} (instead of when `when` stops "
+                     "holding)")
+    lines.append(f"  timing     {_durations(r)}")
+    if r.labels:
+        lines.append("  labels     " + ", ".join(f"{k}: {v}" for k, v in r.labels.items()))
     if r.reason:
         lines.append(f"  reason     {r.reason}")
+    conds = [c for c in pack.conditions if c.name in r.reads]
+    if conds:
+        lines.append("  conditions")
+        lines.extend(f"    {c.name}: {c.text}   (at {c.origin})" for c in conds)
     if r.params:
         lines.append("  params")
         for p in r.params.values():
             derived = f" = {p.text}" if p.depends else ""
             lines.append(f"    {p.name} = {p.display()}{derived}   from {p.source} at {p.origin}")
+            if p.patient:
+                lines.append(f"        set per patient by the care plan column {p.patient} "
+                             "of the patients table, when given")
             if p.doc:
                 lines.append(f"        {p.doc}")
     if r.detectors:
@@ -66,8 +109,8 @@ def explain_rule(rs, rule_id: str) -> str:
             stale = ("" if d.staleness_us is None
                      else f"; staleness {format_duration(d.staleness_us)}")
             lines.append(f"    {name}: {{{spec}}}{stale}   (at {d.origin})")
-    others = [n for n in r.evidence_names
-              if pack.symbols[n].kind in ("metric", "score", "patient")]
+    others = [n for n in r.reads
+              if pack.symbols[n].kind in ("metric", "score", "patient", "time")]
     if others:
         lines.append("  also reads")
         for n in others:
@@ -75,6 +118,8 @@ def explain_rule(rs, rule_id: str) -> str:
             stale = pack.staleness_us.get(n)
             extra = f"; staleness {format_duration(stale)}" if stale else ""
             lines.append(f"    {n}: {s.kind}, {s.doc}{extra}")
+    if patient is not None:
+        lines += _for_patient(pack, r, patient, where)
     if r.rationale:
         lines.append("  rationale")
         lines.extend(f"    {line}" for line in r.rationale.strip().splitlines())
@@ -82,3 +127,38 @@ def explain_rule(rs, rule_id: str) -> str:
         lines.append("  references")
         lines.extend(f"    - {ref}" for ref in r.references)
     return "\n".join(lines)
+
+
+def _for_patient(pack, r: CompiledRule, patient: dict, where: str) -> list[str]:
+    """The lines of ``explain --patient``: the values of this patient, and where they come
+    from."""
+    from ..timeline import in_scope
+    import polars as pl
+
+    lines = [f"  for patient {patient['patient_id']} ({where})"]
+    context = pl.DataFrame([{k: patient.get(k) for k in ("programme", "age")}],
+                           schema={"programme": pl.String, "age": pl.Int64})
+    inside = bool(in_scope(pack, context)[0])
+    lines.append(f"    in the pack's scope: {'yes' if inside else 'no'} (programme "
+                 f"{patient.get('programme')}, age {format_value(patient.get('age'), '')})")
+    for p in r.params.values():
+        if p.patient:
+            lines.append(_patient_value(p, patient, where))
+    for n in r.reads:
+        sym = pack.symbols[n]
+        if sym.kind == "patient":
+            unit = sym.type.unit.label if sym.type.kind == "number" and sym.type.unit else ""
+            lines.append(f"    {n} = {format_value(patient.get(n), unit)}   ({where})")
+    if any(n in r.reads for n in ("hour_of_day", "day_of_week")):
+        zone, source = patient.get("tz"), f"column tz of {where}"
+        if zone is None:
+            zone = pack.time_zone or "UTC"
+            source = ("the site's time_zone" if pack.time_zone else
+                      "UTC: no tz for this patient and no site time_zone")
+        lines.append(f"    local time in {zone}   ({source})")
+    for n, field in (("since_enrolment", "enrolled_at"), ("since_surgery", "surgery_at")):
+        if n in r.reads:
+            at = patient.get(field)
+            lines.append(f"    {n} counts from {field} = "
+                         f"{at.isoformat() if at is not None else 'unknown'}   ({where})")
+    return lines

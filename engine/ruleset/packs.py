@@ -35,6 +35,11 @@ class EffectiveParam:
     doc : str
     depends : tuple of str
         The params its text uses (``gain_3d / 2`` depends on ``gain_3d``).
+    patient : str or None
+        The care-plan column of the patients table that sets it per patient (``patient:``);
+        ``value`` is then the value of a patient without one.
+    low, high : float or None
+        Its bounds (``min``/``max``) in ``unit``: a per-patient value must lie within them.
     """
 
     name: str
@@ -46,6 +51,9 @@ class EffectiveParam:
     source: str
     doc: str = ""
     depends: tuple[str, ...] = ()
+    patient: str | None = None
+    low: float | None = None
+    high: float | None = None
 
     def display(self) -> str:
         from .evidence import format_value
@@ -110,6 +118,17 @@ class CompiledRule:
     confirm_metrics : tuple of str or None
         The metrics whose readings count (those the condition reads); None for every metric;
         empty when ``confirm_readings`` is 1.
+    resolve_when : str or None
+        The resolution condition as written (``resolve_when:``); None: an episode resolves when
+        ``when`` has been false for ``resolve_after``.
+    resolve_expr : pl.Expr or None
+        Its polars expression.
+    labels : dict of str -> str
+        The rule's labels (the pack's, then the rule's own, then the sites'), carried to its
+        alerts.
+    reads : tuple of str
+        Every name the rule reads (``when``, ``resolve_when``, ``reason``, and through them
+        the named conditions').
     """
 
     id: str
@@ -135,6 +154,22 @@ class CompiledRule:
     enabled_origin: str
     confirm_readings: int = 1
     confirm_metrics: tuple[str, ...] | None = ()
+    resolve_when: str | None = None
+    resolve_expr: pl.Expr | None = None
+    labels: dict = field(default_factory=dict)
+    reads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NamedCondition:
+    """A pack's named condition (``conditions:``): a timeline column its rules read by name."""
+
+    name: str
+    column: str
+    text: str
+    type: Type
+    expr: pl.Expr
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -144,6 +179,10 @@ class TestCase:
     ``series`` maps a metric to ``[(offset_us, value), ...]`` (missing readings already dropped);
     ``expect`` is a list of ``(rule_id, at_us, severity or None, resolved_us or None or 'open')``.
     ``checked`` is the set of rule ids whose firings must match ``expect`` exactly.
+    ``details`` maps an index of ``expect`` to what else that firing must show: ``reason``
+    (text), ``evidence`` ({name: (value, unit)}) and ``labels``. ``pending`` is None (not
+    checked) or ``(rule_id, since_us)`` pairs; ``values`` is ``(at_us, name, value, unit,
+    origin)`` tuples.
     """
 
     name: str
@@ -156,6 +195,9 @@ class TestCase:
     series: dict
     expect: tuple
     checked: frozenset
+    details: dict = field(default_factory=dict)
+    pending: tuple | None = None
+    values: tuple = ()
 
 
 @dataclass
@@ -184,6 +226,12 @@ class CompiledPack:
     base: "CompiledPack | None" = None       # the pack without site overrides (for its tests)
     #: the effective scope with the origin of each key (cohorts/min_age/max_age above are it)
     scope: "EffectiveScope | None" = None
+    #: named conditions, in the order they are computed (each after those it reads)
+    conditions: list[NamedCondition] = field(default_factory=list)
+    #: every name the enabled and disabled rules read, directly or through named conditions
+    reads: frozenset = frozenset()
+    #: the time zone of patients without a ``tz`` (a site's ``time_zone``), None: UTC
+    time_zone: str | None = None
 
     def rule(self, rule_id: str) -> CompiledRule:
         return next(r for r in self.rules if r.id == rule_id)

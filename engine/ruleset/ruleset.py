@@ -106,15 +106,17 @@ class RuleSet:
 
         return evaluate_packs(self.packs, telemetry, patients, until=until)
 
-    def run_tests(self, *, pack: str | None = None):
-        """Run every pack's tests (and every site's tests); returns a TestReport."""
+    def run_tests(self, *, pack: str | None = None, name: str | None = None):
+        """Run every pack's tests (and every site's tests); returns a TestReport. ``name``
+        keeps the tests whose name matches: a glob ('*hypo*') or a case-insensitive part."""
         from .unittest import run_tests
-        return run_tests(self, pack=pack)
+        return run_tests(self, pack=pack, name=name)
 
-    def explain(self, rule_id: str) -> str:
-        """A plain-text account of one rule (see :func:`engine.ruleset.explain.explain_rule`)."""
+    def explain(self, rule_id: str, *, patient: dict | None = None, where: str = "") -> str:
+        """A plain-text account of one rule (see :func:`engine.ruleset.explain.explain_rule`);
+        with ``patient`` (a patients-table row, named ``where``) the values it gets."""
         from .explain import explain_rule
-        return explain_rule(self, rule_id)
+        return explain_rule(self, rule_id, patient, where)
 
 
 def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnostics,
@@ -144,6 +146,7 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
                 diags.add(src.label, line, col, f"site '{site.site}' overrides pack '{name}', "
                           "which is not loaded.", did_you_mean(name, seen, noun="packs"))
         sites.append((src, site))
+    zone = _site_time_zone(sites, diags)
     packs = []
     for src, draft in drafts:
         model, broken_rules = draft.model, draft.broken_rules
@@ -155,7 +158,7 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
         rule_ids = [r.id for r in model.rules]
         cohorts = base.cohorts if base is not None else None
         tests = compile_tests(model.pack, rule_ids, cohorts, src, model.tests, None, diags,
-                              broken_rules=broken_rules, index=draft.test_index)
+                              broken_rules=broken_rules, index=draft.test_index, compiled=base)
         pack = base
         if base is not None:
             base.tests = tests
@@ -166,12 +169,14 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
         site_tests = [t for s, site in mine
                       for t in compile_tests(model.pack, rule_ids, site_cohorts, s,
                                              site.packs[model.pack].tests, site.site, diags,
-                                             broken_rules=broken_rules)]
+                                             broken_rules=broken_rules, compiled=pack)]
         if pack is None:
             continue
         if mine:
             pack.base = base
             pack.tests = list(base.tests) + site_tests
+        if zone is not None:
+            pack.time_zone = zone
         packs.append(pack)
     owner: dict[str, CompiledPack] = {}
     for p in packs:
@@ -185,6 +190,33 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
             owner.setdefault(r.id, p)
     diags.raise_if_any()
     return RuleSet(packs, [s.label for s in site_sources])
+
+
+def _site_time_zone(sites, diags: Diagnostics) -> str | None:
+    """The sites' ``time_zone`` (the zone of patients without a ``tz``): one IANA zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    zone, first = None, None
+    for src, site in sites:
+        z = site.time_zone
+        if z is None:
+            continue
+        line, col = src.pos(("time_zone",))
+        try:
+            ok = ("/" in z or z == "UTC") and ZoneInfo(z) is not None
+        except (ZoneInfoNotFoundError, ValueError):
+            ok = False
+        if not ok:
+            diags.add(src.label, line, col, f"time_zone {z!r} is not an IANA time zone.",
+                      "Write it like 'Europe/Paris'.")
+            continue
+        if zone is not None and z != zone:
+            diags.add(src.label, line, col, f"time_zone {z!r} differs from {zone!r} set by "
+                      f"{first}.", "The sites applied together describe one platform: give "
+                      "each patient's own zone in the patients table's tz column instead.")
+            continue
+        zone, first = z, f"{src.label}:{line}:{col}"
+    return zone
 
 
 def load_rules(paths: Sequence[str | Path] | str | Path, sites: Sequence[str | Path] = (), *,

@@ -1,5 +1,5 @@
-"""Clinical scores on frames: NEWS2, qSOFA, MEWS, SIRS (timeline scores), CGM metrics and ICOPE
-step 1.
+"""Clinical scores on frames: NEWS2, qSOFA, MEWS, SIRS, BMI (timeline scores), CGM metrics and
+ICOPE step 1.
 
 Each score is a plain function on a polars DataFrame, usable on its own. The timeline scores are
 also declared in :data:`SCORES`, the registry the rule engine reads: it builds an evaluation
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from . import early_warning, news2 as _news2
+from . import bmi as _bmi, early_warning, news2 as _news2
+from .bmi import bmi
 from .cgm import cgm_metrics, gmi_expr
 from .early_warning import mews, qsofa, sirs
 from .icope import icope_step1
@@ -64,10 +65,11 @@ SCORES: dict[str, ScoreDef] = {s.name: s for s in [
              early_warning.MEWS_REFERENCE),
     ScoreDef("sirs", early_warning.SIRS_INPUTS, early_warning.SIRS_OUTPUTS, sirs,
              early_warning.SIRS_REFERENCE),
+    ScoreDef("bmi", _bmi.INPUTS, _bmi.OUTPUTS, bmi, _bmi.REFERENCE),
 ]}
 
 __all__ = [
-    "SCORES", "ScoreDef", "cgm_metrics", "gmi_expr", "icope_step1", "mews", "news2",
+    "SCORES", "ScoreDef", "bmi", "cgm_metrics", "gmi_expr", "icope_step1", "mews", "news2",
     "news2_expr_consciousness", "news2_expr_heart_rate", "news2_expr_on_oxygen",
     "news2_expr_resp_rate", "news2_expr_risk", "news2_expr_sbp", "news2_expr_spo2",
     "news2_expr_temp", "qsofa", "sirs",

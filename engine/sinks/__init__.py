@@ -165,11 +165,11 @@ def write_frame(frame: pl.DataFrame, path: str | Path, *, table: str = "alerts")
 
 
 def _write_jsonl(frame: pl.DataFrame, tmp: str) -> None:
-    # evidence is JSON text: embed it as an object, not as an escaped string
+    # evidence and labels are JSON text: embed them as objects, not as escaped strings
     with open(tmp, "w", encoding="utf-8") as fh:
         for row in frame.iter_rows(named=True):
             for k, v in row.items():
-                if k == "evidence" and isinstance(v, str):
+                if k in ("evidence", "labels") and isinstance(v, str):
                     row[k] = json.loads(v)
                 elif hasattr(v, "isoformat"):
                     row[k] = v.isoformat()

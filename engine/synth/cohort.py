@@ -42,6 +42,10 @@ EPISODE_RATE = 0.3
 
 #: how long a COVID-19 home follow-up lasts (the chronic programmes run to the end of the window)
 COVID_FOLLOW_UP_DAYS = (14, 21)
+#: days from a bariatric operation to the installation visit (the first weeks at home)
+SURGERY_TO_ENROLMENT_DAYS = (2, 10)
+#: every synthetic patient lives in metropolitan France
+TIME_ZONE = "Europe/Paris"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,20 @@ class Patient:
     def rng(self, purpose: str) -> np.random.Generator:
         """The patient's random stream for one purpose (a device, its episode)."""
         return stream(self.seed, self.index, purpose)
+
+    @property
+    def surgery_at(self) -> int | None:
+        """The operation a post-bariatric follow-up is for, a few days before enrolment."""
+        if self.programme != "post_bariatric":
+            return None
+        days = self.rng("surgery").uniform(*SURGERY_TO_ENROLMENT_DAYS)
+        return local_midnight(self.enrolled_at - int(days * DAY)) + 8 * HOUR
+
+    @property
+    def dry_weight_kg(self) -> float | None:
+        """The care plan's dry weight of a heart failure patient: the weight level the signals
+        start from (``baseline_weight_kg``)."""
+        return self.baseline_weight_kg if self.programme == "heart_failure" else None
 
 
 def stream(seed: int, index: int, purpose: str) -> np.random.Generator:
@@ -159,6 +177,11 @@ def patients_frame(patients: list[Patient]) -> pl.DataFrame:
         "discharged_at": pl.Series([p.ends_at if p.programme == "covid_home" else None
                                     for p in patients], dtype=pl.Int64)
         .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        "tz": [TIME_ZONE] * len(patients),
+        "surgery_at": pl.Series([p.surgery_at for p in patients], dtype=pl.Int64)
+        .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        "dry_weight_kg": pl.Series([p.dry_weight_kg for p in patients], dtype=pl.Float64),
     })
-    return df.cast({name: dtype for name, (dtype, _, _) in PATIENT_SCHEMA.items()}) \
+    return df.select([(pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype)
+                      .alias(name) for name, (dtype, _, _) in PATIENT_SCHEMA.items()]) \
         .sort("patient_id")

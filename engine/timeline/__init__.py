@@ -187,9 +187,52 @@ def patient_fields(pack) -> list[str]:
     """The patient context columns a pack reads (its rules' names and its scores' inputs)."""
     from ..ruleset.compile.symbols import PATIENT_FIELDS
 
-    used = {n for r in pack.rules for n in r.evidence_names}
-    used |= {i for s in pack.scores.values() for i in s.inputs}
+    used = set(pack.reads) | {i for s in pack.scores.values() for i in s.inputs}
     return [f for f in PATIENT_FIELDS if f in used]
+
+
+def _local_clock(ts: np.ndarray, zones: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(hour of day as a decimal, ISO day of week) of each µs time in its row's zone."""
+    hour = np.empty(ts.size)
+    dow = np.empty(ts.size)
+    for zone in zones.unique().to_list():
+        rows = np.flatnonzero((zones == zone).to_numpy())
+        local = (pl.Series(ts[rows]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+                 .dt.convert_time_zone(zone))
+        hour[rows] = (local.dt.hour().cast(pl.Float64) + local.dt.minute() / 60
+                      + local.dt.second() / 3600).to_numpy()
+        dow[rows] = local.dt.weekday().to_numpy()
+    return hour, dow
+
+
+def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort) -> dict:
+    """The columns of the patient context a pack reads, one value per timeline row: patient
+    fields, params set per patient (the care plan's value where given, else the param's),
+    local time of day and day of week, time since enrolment and since surgery."""
+    from ..ruleset.compile.pack import patient_param_column
+    from ..schema import CARE_PLAN
+    from ..units import UNITS
+
+    reads = pack.reads
+    ctx = cohort.context
+    codes = pl.Series(patient)
+    out = {f: ctx.get_column(f).gather(codes) for f in patient_fields(pack)}
+    for name, prm in pack.params.items():
+        if prm.patient is None or name not in reads:
+            continue
+        ratio = prm.type.unit.ratio(UNITS[CARE_PLAN[prm.patient].unit])
+        own = ctx.get_column(prm.patient).gather(codes) * ratio
+        out[patient_param_column(pack.name, name)] = own.fill_null(float(prm.value))
+    if "hour_of_day" in reads or "day_of_week" in reads:
+        zones = ctx.get_column("tz").gather(codes).fill_null(pack.time_zone or "UTC")
+        hour, dow = _local_clock(ts, zones)
+        out["hour_of_day"] = pl.Series(hour)
+        out["day_of_week"] = pl.Series(dow)
+    for name, field_ in (("since_enrolment", "enrolled_at"), ("since_surgery", "surgery_at")):
+        if name in reads:
+            at = ctx.get_column(field_).dt.epoch("us").gather(codes)
+            out[name] = (pl.Series(ts) - at) / DAY_US
+    return {k: v.alias(k) for k, v in out.items()}
 
 
 def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
@@ -257,16 +300,16 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
               tl_ts, kind, metric, any_metric, sets, base, stale, flat, out)
 
     values = _frame(cols.names, kind, out, flags, n)
-    fields = patient_fields(pack)
-    if fields:
-        codes = pl.Series(tl_pat)
-        values = values.with_columns(cohort.context.get_column(f).gather(codes).alias(f)
-                                     for f in fields)
+    context = context_columns(pack, tl_ts, tl_pat, cohort)
+    if context:
+        values = values.with_columns(context.values())
     for score in pack.scores.values():
         missing = [i for i in score.inputs if i not in values.columns]
         if missing:
             values = values.with_columns(pl.lit(None, pl.Float64).alias(i) for i in missing)
         values = score.compute(values)
+    for cond in pack.conditions:          # in dependency order: each reads the columns before
+        values = values.with_columns(cond.expr)
     return Timeline(pack.name, cohort.ids, tl_pat, tl_ts, values)
 
 

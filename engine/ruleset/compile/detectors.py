@@ -120,6 +120,11 @@ def _registered(c: Compiling, name: str, spec: dict, path) -> DetectorUse | None
 def _param_value(c: Compiling, pname: str, kind: str, path, metric):
     """A param's effective value as a detector parameter of ``kind`` (in the metric's unit)."""
     p = c.params[pname]
+    if p.patient is not None:
+        c.err(path, f"detector parameter '{path[-1]}' uses param '{pname}', which is set per "
+              f"patient (patient: {p.patient}): a detector runs with one value for every "
+              "patient.", "Compare the detector's output with the param in the rule instead.")
+        return None
     if kind == "duration":
         return c.duration(pname, path)
     value = p.value

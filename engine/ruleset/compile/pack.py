@@ -11,26 +11,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ...timeline import default_staleness
 from ...durations import MAX_US, is_duration, parse_duration
 from ...errors import SpecError
-from ...schema import METRICS
+from ...schema import CARE_PLAN, METRICS
 from ..format import schema as M
 from ..lang.types import BOOL, ERROR, NUMBER, T_ERROR, Symbol, check_expression
 from ..lang.to_polars import compile_expr
-from ..packs import CompiledPack, CompiledRule, EffectiveParam
+from ..packs import CompiledPack, CompiledRule, EffectiveParam, NamedCondition
 from .detectors import compile_detectors
 from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..evidence import parse_template
 from ..lang.parser import names, parse_problems
-from .params import ParamText, check_bounds, resolve_params
+from .params import ParamText, _cycles, check_bounds, resolve_params
 from .scope import pack_scope, site_scope
 from ..format.source import Source, dotted
 from .symbols import base_symbols
 from ...units import UNITS
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: columns every alert has already: a label must not be mistaken for one of them
+RESERVED_LABELS = ("alert_id", "patient_id", "rule_id", "pack", "severity", "status",
+                   "priority", "title", "reason")
+MAX_LABEL_LENGTH = 100
+
+
+def patient_param_column(pack: str, name: str) -> str:
+    """The timeline column of a param set per patient (``patient:``)."""
+    return f"{pack}:param:{name}"
 
 
 def in_field(message: str, field: str) -> str:
@@ -65,6 +75,9 @@ class PackCompiler:
         self._expressions: dict = {}        # (text, path) -> (node, checker), checked once
         self._own_params = None             # the pack's own params, bounds and texts
         self._own_scope = None
+        self._patient_cols: dict | None = None   # param -> care-plan column, checked once
+        self._labels: dict | None = None         # the pack's labels, checked once
+        self.condition_reads: dict[str, list[str]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def err(self, path, message: str, hint: str = "", *, rule_id=None, src: Source | None = None,
@@ -94,6 +107,10 @@ class PackCompiler:
                          "Write a duration like '30m', '6h', '3d' or '2w', or name a duration "
                          "param. " + did_you_mean(value, self.params, noun="params"),
                          rule_id=rule_id, src=src)
+                return None
+            if p.patient is not None:
+                self.err(path, self._per_patient_here(p, dotted(path)), rule_id=rule_id,
+                         src=src)
                 return None
             unit = p.type.unit if p.type.kind == NUMBER else None
             if unit is None or not unit.compatible(UNITS["h"]):
@@ -132,6 +149,9 @@ class PackCompiler:
                          "Write a whole number like 2, or name a whole-number param. "
                          + did_you_mean(value, self.params, noun="params"), rule_id=rule_id)
                 return None
+            if p.patient is not None:
+                self.err(path, self._per_patient_here(p, dotted(path)), rule_id=rule_id)
+                return None
             if p.type.kind != NUMBER or p.type.unit is not None or p.value != int(p.value):
                 self.err(path, f"'{dotted(path)}' needs a whole number of readings but param "
                          f"'{p.name}' is {p.display()}.", f"Give '{p.name}' a whole number "
@@ -149,6 +169,12 @@ class PackCompiler:
                      "reading that confirms it.", rule_id=rule_id)
             return None
         return value
+
+    @staticmethod
+    def _per_patient_here(p: EffectiveParam, where: str) -> str:
+        return (f"'{where}' uses param '{p.name}', which is set per patient (patient: "
+                f"{p.patient}): {where} takes one value for every patient. Use the param in "
+                "an expression (when, resolve_when, a named condition) instead.")
 
     # -- the pack ------------------------------------------------------------------------------
     def compile(self, overrides: Sequence[tuple[Source, M.Site]] = ()) -> CompiledPack | None:
@@ -183,11 +209,15 @@ class PackCompiler:
         for name in self.broken:
             symbols.setdefault(name, Symbol(name, "broken", T_ERROR))
         for name, prm in self.params.items():
-            symbols[name] = Symbol(name, "param", prm.type, None, prm.value, prm.doc)
+            column = patient_param_column(p.pack, name) if prm.patient else None
+            symbols[name] = Symbol(name, "param", prm.type, column, prm.value, prm.doc)
         for name, det in dets.items():
             symbols[name] = Symbol(name, "detector", det.type, det.column,
                                    doc=f"{det.spec.get('fn')} of {det.spec.get('metric', 'any')}")
         self.symbols = symbols
+        if self._labels is None:
+            self._labels = self.labels(p.labels, ("labels",)) or {}
+        conditions = self.compile_conditions()
         overrides = self.rule_overrides()
         rules = []
         seen: dict[str, tuple] = {}
@@ -210,6 +240,7 @@ class PackCompiler:
             return None
         used_metrics, used_scores = self.used(rules)
         staleness = {m: self.default_staleness or default_staleness(m) for m in used_metrics}
+        reads = frozenset(n for r in rules for n in r.reads)
         return CompiledPack(
             name=p.pack, version=p.version, path=self.src.label, title=p.title,
             description=p.description, cohorts=scope.cohorts, min_age=scope.min_age,
@@ -217,7 +248,95 @@ class PackCompiler:
             detectors=dets, symbols=symbols, rules=rules,
             sites=tuple(site.site for _, site in self.overrides),
             metrics=tuple(used_metrics), scores={s: self.scores[s] for s in used_scores},
-            staleness_us=staleness, scope=scope)
+            staleness_us=staleness, scope=scope,
+            conditions=[c for c in conditions if c.name in reads], reads=reads)
+
+    # -- labels and named conditions -----------------------------------------------------------
+    def labels(self, raw: dict, path, *, rule_id=None, src: Source | None = None) -> dict | None:
+        """Checked labels (None when one is invalid, reported)."""
+        out, ok = {}, True
+        for k, v in raw.items():
+            where = path + (k,)
+            if not M.re_name(k):
+                self.err(where, f"label name {shown(k)} must be a lower-case identifier like "
+                         "'domain'.", rule_id=rule_id, src=src, key=True)
+                ok = False
+            elif k in RESERVED_LABELS:
+                self.err(where, f"label '{k}' is a column of every alert already.",
+                         "Choose another name, e.g. 'team' or 'domain'.", rule_id=rule_id,
+                         src=src, key=True)
+                ok = False
+            elif not v.strip() or len(v) > MAX_LABEL_LENGTH or any(
+                    ord(ch) < 32 for ch in v):
+                self.err(where, f"label '{k}' must be a short text on one line (1 to "
+                         f"{MAX_LABEL_LENGTH} characters). Got {shown(v)} instead.",
+                         rule_id=rule_id, src=src)
+                ok = False
+            else:
+                out[k] = v
+        return out if ok else None
+
+    def expand(self, start) -> list[str]:
+        """``start`` and, after them, every name read through the named conditions among them
+        (what a rule's evidence and timeline columns must cover)."""
+        out, todo = [], list(start)
+        while todo:
+            n = todo.pop(0)
+            if n in out:
+                continue
+            out.append(n)
+            todo.extend(self.condition_reads.get(n, ()))
+        return out
+
+    def compile_conditions(self) -> list[NamedCondition]:
+        """The pack's named conditions, each after those it reads; their symbols are added."""
+        p = self.pack
+        if not p.conditions:
+            return []
+        nodes = {}
+        for name, text in p.conditions.items():
+            path = ("conditions", name)
+            if not M.re_name(name):
+                self.err(path, f"condition name '{name}' must be a lower-case identifier like "
+                         "'hypoxic'.", key=True)
+                continue
+            if name in self.symbols and self.symbols[name].kind != "broken":
+                self.err(path, f"condition '{name}' has the name of a "
+                         f"{self.symbols[name].kind}.", "Choose another name: a named "
+                         "condition must not hide it.", key=True)
+                continue
+            node = self.expression(text, path, None, want=None, parse_only=True)
+            if node is not None:
+                nodes[name] = node
+            self.symbols[name] = Symbol(name, "broken", T_ERROR)   # until checked below
+        deps = {n: [x.name for x in names(node) if x.name in nodes]
+                for n, node in nodes.items()}
+        order, cycles = _cycles(deps)
+        failed = set()
+        for cycle in cycles:
+            self.err(("conditions", cycle[0]), "named conditions form a cycle: "
+                     + " -> ".join(cycle) + ".", "A named condition may use others, but not "
+                     "itself through them.")
+            failed.update(cycle)
+        out = []
+        for name in order:
+            if name in failed or any(d in failed for d in deps[name]):
+                failed.add(name)
+                continue
+            path = ("conditions", name)
+            node, checker = self.expression(p.conditions[name], path, None, want=None)
+            if node is None:
+                failed.add(name)
+                continue
+            column = f"{p.pack}:{name}"
+            t = checker.type_of(node)
+            self.symbols[name] = Symbol(name, "condition", t, column, doc=p.conditions[name])
+            self.condition_reads[name] = list(dict.fromkeys(n.name for n in names(node)))
+            out.append(NamedCondition(name, column, p.conditions[name], t,
+                                      compile_expr(node, checker, self.symbols).alias(column),
+                                      self.where(path)))
+        self.broken |= failed
+        return out
 
     # -- params --------------------------------------------------------------------------------
     def resolve_params(self, detector_names) -> dict[str, EffectiveParam]:
@@ -275,11 +394,58 @@ class PackCompiler:
                                                   f"site '{site.site}' ({site_src.label})")
                 overridden = True
         if not overridden or not ok:
-            return pack_values
+            return self.per_patient(pack_values, bounds)
         eff, _ = resolve_params(effective_texts, others, self.diags,
                                 expected={n: pv.type for n, pv in pack_values.items()})
         check_bounds(eff, bounds, effective_texts, self.diags)
-        return eff
+        return self.per_patient(eff, bounds)
+
+    def per_patient(self, params: dict[str, EffectiveParam], bounds) -> dict:
+        """``params`` with the care-plan column (``patient:``) and bounds of those set per
+        patient; the declarations are checked once (on the pack's own values)."""
+        p = self.pack
+        if self._patient_cols is None:
+            self._patient_cols = {}
+            for name, decl in p.params.items():
+                if not isinstance(decl, M.ParamDecl) or decl.patient is None:
+                    continue
+                path = ("params", name, "patient")
+                f = CARE_PLAN.get(decl.patient)
+                prm = params.get(name)
+                if f is None:
+                    self.err(path, f"'params.{name}.patient' names {shown(decl.patient)}, which "
+                             "is not a care-plan column.", "Care-plan columns: "
+                             + ", ".join(CARE_PLAN) + ". "
+                             + did_you_mean(decl.patient, CARE_PLAN, noun="columns"))
+                    continue
+                if prm is None:
+                    continue
+                unit = UNITS[f.unit]
+                if prm.type.kind != NUMBER or prm.type.unit is None \
+                        or not prm.type.unit.compatible(unit):
+                    self.err(path, f"param '{name}' is {prm.type.describe()} but care-plan "
+                             f"column '{f.name}' is in {f.unit}.",
+                             f"Give '{name}' a value in {f.unit}, e.g. '{f.low:g} {f.unit}'.")
+                    continue
+                self._patient_cols[name] = f.name
+            for name, prm in params.items():
+                used = [d for d in prm.depends if d in self._patient_cols]
+                if used:
+                    self.err(("params", name), f"param '{name}' uses param '{used[0]}', which "
+                             "is set per patient: a param's value is the same for every "
+                             "patient.", f"Write the arithmetic in the rule's expression "
+                             f"instead (e.g. `{used[0]} / 2`).", key=True)
+        out = dict(params)
+        for name, column in self._patient_cols.items():
+            prm = params.get(name)
+            if prm is None:
+                continue
+            lo, hi = bounds.get(name, (None, None))
+            conv = [None if b is None else (b.value * prm.type.unit.ratio(b.type.unit)
+                                            if b.type.unit is not None else b.value)
+                    for b in (lo, hi)]
+            out[name] = replace(prm, patient=column, low=conv[0], high=conv[1])
+        return out
 
     # -- rules ---------------------------------------------------------------------------------
     def rule_overrides(self) -> dict:
@@ -295,20 +461,46 @@ class PackCompiler:
                     if v is not None:
                         line, col = site_src.pos(path + (key,))
                         entry[key] = (v, f"{site_src.label}:{line}:{col} ({label})")
+                if ro.labels is not None:
+                    checked = self.labels(ro.labels, path + ("labels",), rule_id=rid,
+                                          src=site_src)
+                    if checked is not None:
+                        line, col = site_src.pos(path + ("labels",))
+                        before = entry.get("labels", ({}, None))[0]
+                        entry["labels"] = ({**before, **checked},
+                                           f"{site_src.label}:{line}:{col} ({label})")
         return out
 
-    def expression(self, text, path, rule_id):
-        """The checked tree of an expression (parsed once per compiler) and its checker."""
+    def expression(self, text, path, rule_id, *, want=BOOL, parse_only=False):
+        """The checked tree of an expression (parsed and checked once per compiler) and its
+        checker; with ``parse_only``, the tree alone (None when unreadable, reported)."""
+        if parse_only:
+            key = ("parse", text, path)
+            if key not in self._expressions:
+                node, problems = parse_problems(text)
+                self._report(problems, path, rule_id)
+                self._expressions[key] = node
+            return self._expressions[key]
         key = (text, path)
         if key in self._expressions:
             return self._expressions[key]
-        self._expressions[key] = found = self._check(text, path, rule_id)
+        self._expressions[key] = found = self._check(text, path, rule_id, want)
         return found
 
-    def _check(self, text, path, rule_id):
-        node, problems = parse_problems(text)
+    def _report(self, problems, path, rule_id) -> None:
+        for pr in problems:
+            line, col = self.src.text_pos(path, pr.offset)
+            self.diags.add(self.src.label, line, col, in_field(pr.message, path[-1]), pr.hint,
+                           rule_id=rule_id)
+
+    def _check(self, text, path, rule_id, want=BOOL):
+        parsed = self._expressions.get(("parse", text, path))
+        if parsed is not None:
+            node, problems = parsed, []
+        else:
+            node, problems = parse_problems(text)
         if node is not None:
-            checker, problems = check_expression(node, self.symbols, source=text, want=BOOL)
+            checker, problems = check_expression(node, self.symbols, source=text, want=want)
             if checker.type_of(node).kind == ERROR and not problems:
                 node = None                 # it uses a broken name, already reported
         for pr in problems:
@@ -321,6 +513,10 @@ class PackCompiler:
         path = ("rules", i)
         before = len(self.diags)
         node, checker = self.expression(r.when, path + ("when",), r.id)
+        rnode = rchecker = None
+        if r.resolve_when is not None:
+            rnode, rchecker = self.expression(r.resolve_when, path + ("resolve_when",), r.id)
+        labels = self.labels(r.labels, path + ("labels",), rule_id=r.id)
         dur = {}
         for key, attr in (("for", "for_"), ("cooldown", "cooldown"),
                           ("resolve_after", "resolve_after")):
@@ -349,9 +545,12 @@ class PackCompiler:
                                    rule_id=r.id)
                 elif name not in reason_names:
                     reason_names.append(name)
-        if len(self.diags) > before or node is None or confirm is None:
+        if len(self.diags) > before or node is None or confirm is None or labels is None \
+                or (r.resolve_when is not None and rnode is None):
             return None
-        when_names = list(dict.fromkeys(n.name for n in names(node)))
+        when_names = self.expand(dict.fromkeys(n.name for n in names(node)))
+        resolve_names = (self.expand(dict.fromkeys(n.name for n in names(rnode)))
+                         if rnode is not None else [])
         evidence = tuple(dict.fromkeys(when_names + reason_names))
         read = self.metrics_read(when_names)
         if confirm > 1 and read == ():
@@ -363,16 +562,17 @@ class PackCompiler:
             return None
         # params of the expression, of the durations and counts, and of the detectors' specs
         d = self.pack.defaults
-        spec_params = [v for n in when_names if n in self.pack.detectors
+        spec_params = [v for n in (*when_names, *resolve_names) if n in self.pack.detectors
                        for v in self.pack.detectors[n].values() if isinstance(v, str)]
         timing = (r.for_, r.cooldown if r.cooldown is not None else d.cooldown,
                   r.resolve_after if r.resolve_after is not None else d.resolve_after,
                   r.confirm_readings if r.confirm_readings is not None else d.confirm_readings)
         used_params = self.params_closure(
-            [n for n in evidence if n in self.params]
+            [n for n in (*evidence, *resolve_names) if n in self.params]
             + [v for v in (*timing, *spec_params) if isinstance(v, str) and v in self.params])
         sev, sev_origin = override.get("severity", (r.severity, self.where(path + ("severity",))))
         enabled, en_origin = override.get("enabled", (r.enabled, self.where(path)))
+        labels = {**self._labels, **labels, **override.get("labels", ({}, None))[0]}
         return CompiledRule(
             id=r.id, pack=self.pack.pack, title=r.title, severity=sev, when=r.when, node=node,
             expr=compile_expr(node, checker, self.symbols),
@@ -380,10 +580,16 @@ class PackCompiler:
             on_missing=r.on_missing or self.defaults["on_missing"], reason=r.reason,
             rationale=r.rationale, references=tuple(r.references), evidence_names=evidence,
             params={n: self.params[n] for n in used_params},
-            detectors=tuple(n for n in when_names if self.symbols[n].kind == "detector"),
+            detectors=tuple(n for n in dict.fromkeys((*when_names, *resolve_names))
+                            if self.symbols[n].kind == "detector"),
             enabled=enabled, origin=self.where(path), severity_origin=sev_origin,
             enabled_origin=en_origin, confirm_readings=confirm,
-            confirm_metrics=read if confirm > 1 else ())
+            confirm_metrics=read if confirm > 1 else (),
+            resolve_when=r.resolve_when,
+            resolve_expr=(compile_expr(rnode, rchecker, self.symbols)
+                          if rnode is not None else None),
+            labels=dict(sorted(labels.items())),
+            reads=tuple(dict.fromkeys((*evidence, *resolve_names))))
 
     def metrics_read(self, when_names) -> tuple[str, ...] | None:
         """The metrics a condition reads: those it names, each named detector's metric(s) and
@@ -419,7 +625,7 @@ class PackCompiler:
     def used(self, rules) -> tuple[list[str], list[str]]:
         metrics, scores = [], []
         for r in rules:
-            for n in r.evidence_names:
+            for n in r.reads:
                 sym = self.symbols[n]
                 if sym.kind == "metric" and n not in metrics:
                     metrics.append(n)

@@ -5,13 +5,16 @@
 * scores — every output of every score in :data:`engine.scores.SCORES` (``news2``,
   ``news2_risk``, ``qsofa_positive``…), computed on the pack's timeline from as-of metric values;
 * patient context — ``programme`` (text), ``age`` (years), ``height_cm``,
-  ``baseline_weight_kg`` (kg), ``spo2_scale``.
+  ``baseline_weight_kg`` (kg), ``spo2_scale`` and the care plan's personal targets
+  (:data:`engine.schema.CARE_PLAN`: ``dry_weight_kg``, ``spo2_target_low``…) in their units;
+* time — ``hour_of_day`` and ``day_of_week`` in the patient's time zone, ``since_enrolment``
+  and ``since_surgery`` (days) at each evaluation time.
 """
 from __future__ import annotations
 
 import polars as pl
 
-from ...schema import METRICS
+from ...schema import CARE_PLAN, METRICS
 from ..lang.types import T_BOOL, T_STRING, T_UNTYPED, Symbol, Type, number
 from ...units import DIMENSIONLESS, UNITS, metric_unit
 
@@ -22,6 +25,21 @@ PATIENT_FIELDS: dict[str, tuple[Type, str]] = {
     "height_cm": (number(DIMENSIONLESS), "height in cm (patients table)"),
     "baseline_weight_kg": (number(UNITS["kg"]), "usual / dry weight (patients table)"),
     "spo2_scale": (number(DIMENSIONLESS), "NEWS2 SpO2 scale, 1 or 2 (patients table)"),
+    **{f.name: (number(UNITS[f.unit]), f"{f.description} (patients table, care plan)")
+       for f in CARE_PLAN.values()},
+}
+
+#: names computed at each evaluation time: name -> (type, doc)
+TIME_FIELDS: dict[str, tuple[Type, str]] = {
+    "hour_of_day": (number(DIMENSIONLESS), "local clock time in hours, 0 to 24 (7.5 is 07:30), "
+                    "in the patient's time zone (patients table tz, else the site's, else "
+                    "UTC)"),
+    "day_of_week": (number(DIMENSIONLESS), "local day of the week, 1 (Monday) to 7 (Sunday), "
+                    "ISO 8601, in the patient's time zone"),
+    "since_enrolment": (number(UNITS["d"]), "time since enrolment (patients table "
+                        "enrolled_at), in days; unknown without it"),
+    "since_surgery": (number(UNITS["d"]), "time since the surgery (patients table surgery_at), "
+                      "in days; negative before it, unknown without it"),
 }
 
 #: detector output kind (engine.detectors.registry.OUTPUTS) -> how to type it
@@ -76,6 +94,8 @@ def base_symbols(scores: dict) -> tuple[dict[str, Symbol], dict[str, str]]:
                            doc=f"latest {m.description} ({m.unit})")
     for name, (t, doc) in PATIENT_FIELDS.items():
         out[name] = Symbol(name, "patient", t, name, doc=doc)
+    for name, (t, doc) in TIME_FIELDS.items():
+        out[name] = Symbol(name, "time", t, name, doc=doc)
     owner: dict[str, str] = {}
     for sname, score in scores.items():
         for o, t in score_output_types(score).items():

@@ -24,9 +24,11 @@ _NUM = r"-?\d+(?:\.\d+)?"
 _TOKEN = re.compile(rf"^(?:(_)(?:x(\d+))?|({_NUM})(?:([+-])(\d+(?:\.\d+)?))?(?:x(\d+))?)$")
 
 
-def _offset(value, src: Source, path, diags, what="offset") -> int | None:
+def _offset(value, src: Source, path, diags, what="offset", *, signed=False) -> int | None:
     if isinstance(value, str) and is_duration(value):
         return parse_duration(value)
+    if signed and isinstance(value, str) and value.startswith("-") and is_duration(value[1:]):
+        return -parse_duration(value[1:])
     if value == 0 and not isinstance(value, bool):
         return 0
     line, col = src.pos(path)
@@ -111,14 +113,36 @@ def _series(metric, spec, src: Source, path, diags) -> list[tuple[int, float]] |
     return sorted(points)
 
 
+def expected_value(raw, src: Source, path, diags, what: str):
+    """An expected value as ``(value, unit label or None)``: a number, a quantity written like
+    '2.5 kg' or '92 %', true/false, a text, or None (unknown)."""
+    from ...units import lookup
+    from ..lang.parser import Num, parse_problems
+
+    if raw is None or isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, (int, float)):
+        return float(raw), None
+    node, problems = parse_problems(raw)
+    if isinstance(node, Num) and not problems:
+        if node.unit is not None and lookup(node.unit) is None:
+            line, col = src.pos(path)
+            diags.add(src.label, line, col, f"{what}: unknown unit in {shown(raw)}.")
+            return None
+        return float(node.value), node.unit
+    return raw, None                      # a text value (news2_risk: "medium")
+
+
 def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | None,
                   src: Source, tests: list[M.Test], site: str | None,
                   diags: Diagnostics, *, broken_rules=frozenset(),
-                  index: list[int] | None = None) -> list[TestCase]:
+                  index: list[int] | None = None, compiled=None) -> list[TestCase]:
     """Check and compile the tests of a pack (or of a site's overrides of it).
 
     ``rule_ids`` are the pack's rules; ``cohorts`` its scope (the default test programme);
     a rule id in ``broken_rules`` (a rule with an error, already reported) is not unknown.
+    ``compiled`` (the compiled pack, when it compiled) lets the names of ``values`` and of
+    expected evidence be checked.
     """
     base = ("tests",) if site is None else ("packs", pack, "tests")
     known = list(rule_ids) + sorted(set(broken_rules) - set(rule_ids))
@@ -139,6 +163,11 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
         patient: dict = {}
         if t.patient is not None:
             patient = {k: v for k, v in t.patient.model_dump().items() if v is not None}
+            for key in ("enrolled_at", "surgery_at"):
+                if key in patient:
+                    off = _offset(patient[key], src, path + ("patient", key), diags,
+                                  signed=True)
+                    patient[key] = off
         if t.cohort is not None:
             if "programme" in patient:
                 err(path + ("cohort",), "give either 'cohort' or 'patient.programme', not both.")
@@ -171,7 +200,8 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
             pts = _series(metric, spec, src, path + ("series", metric), diags)
             if pts is not None:
                 series[metric] = pts
-        expect = []
+        expect, details = [], {}
+        rules_of = {r.id: r for r in compiled.rules} if compiled is not None else {}
         for j, e in enumerate(t.expect):
             epath = path + ("expect", j)
             if e.rule not in known:
@@ -185,13 +215,54 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
                 resolved = _offset(e.resolved, src, epath + ("resolved",), diags,
                                    "offset (or 'open')")
             expect.append((e.rule, at, e.severity, resolved))
+            more = {}
+            if e.reason is not None:
+                more["reason"] = e.reason
+            if e.labels is not None:
+                more["labels"] = dict(e.labels)
+            if e.evidence is not None:
+                ev = {}
+                rule = rules_of.get(e.rule)
+                for name, raw in e.evidence.items():
+                    if rule is not None and name not in rule.evidence_names:
+                        line, col = src.key_pos(epath + ("evidence", name))
+                        diags.add(src.label, line, col, f"test '{t.name}': the evidence of "
+                                  f"'{e.rule}' has no '{name}'.", "Its evidence: "
+                                  + ", ".join(rule.evidence_names) + ".")
+                        continue
+                    ev[name] = expected_value(raw, src, epath + ("evidence", name), diags,
+                                              f"test '{t.name}'")
+                more["evidence"] = ev
+            if more:
+                details[j] = more
+        pending = None
+        if t.pending is not None:
+            pending = []
+            for j, pe in enumerate(t.pending):
+                ppath = path + ("pending", j)
+                if pe.rule not in known:
+                    err(ppath + ("rule",), f"expects unknown rule '{pe.rule}' pending.",
+                        did_you_mean(pe.rule, rule_ids, noun="rules"))
+                pending.append((pe.rule, _offset(pe.since, src, ppath + ("since",), diags)))
+        values = []
+        for j, v in enumerate(t.values):
+            vpath = path + ("values", j)
+            if compiled is not None and v.name not in compiled.symbols:
+                err(vpath + ("name",), f"unknown name '{v.name}' in values.",
+                    did_you_mean(v.name, compiled.symbols, noun="names"))
+            at = _offset(v.at, src, vpath + ("at",), diags)
+            value = expected_value(v.value, src, vpath + ("value",), diags, f"test '{t.name}'")
+            line, col = src.pos(vpath)
+            if value is not None or v.value is None:
+                values.append((at, v.name, *(value or (None, None)),
+                               f"{src.label}:{line}:{col}"))
         checked = set(t.rules) if t.rules is not None else set(rule_ids)
         for key in ("absent", "rules"):
             for j, rid in enumerate(getattr(t, key) or ()):
                 if rid not in known:
                     err(path + (key, j), f"names unknown rule '{rid}' in '{key}'.",
                         did_you_mean(rid, rule_ids, noun="rules"))
-        checked |= set(t.absent) | {e[0] for e in expect}
+        checked |= set(t.absent) | {e[0] for e in expect} | {p[0] for p in pending or ()}
         for rid, *_ in expect:
             if rid in t.absent:
                 err(path + ("absent",), f"rule '{rid}' is both expected and absent.")
@@ -201,5 +272,7 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
         out.append(TestCase(name=t.name, pack=pack, site=site,
                             origin=f"{src.label}:{line}:{col}", patient=patient, start=start,
                             until_us=until, series=series, expect=tuple(expect),
-                            checked=frozenset(checked)))
+                            checked=frozenset(checked), details=details,
+                            pending=tuple(pending) if pending is not None else None,
+                            values=tuple(values)))
     return out

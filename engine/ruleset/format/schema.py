@@ -31,6 +31,9 @@ def re_name(text: str) -> bool:
     return bool(re.match(NAME_PATTERN, text))
 
 
+#: a label: a lower-case name and a short text (routing keys of the coordination platform)
+Labels = dict[str, str]
+_LABELS = "a mapping of label name -> text, like {domain: respiratory, device: oximeter}"
 _DURATION = "a duration like '30m', '6h', '3d' or '2w', or the name of a duration param"
 _COUNT = "a whole number of readings (1 or more), or the name of a whole-number param"
 #: a param value: a number, true/false, or an expression text ("2 kg", "gain_3d / 2")
@@ -78,6 +81,9 @@ class ParamDecl(Strict):
     doc: str = Field("", description="text")
     min: ParamValue | None = Field(None, description="the lowest value a site may set")
     max: ParamValue | None = Field(None, description="the highest value a site may set")
+    patient: str | None = Field(None, description="a care-plan column of the patients table "
+                                                  "that sets this param per patient, like "
+                                                  "'spo2_target_low'")
 
 
 class Rule(Strict):
@@ -85,6 +91,8 @@ class Rule(Strict):
                                                     " (letters, digits, '_' and '.')")
     title: str = Field(description="text")
     when: str = Field(description="an expression text like 'weight_gain_3d > gain_3d'")
+    resolve_when: str | None = Field(None, description="an expression text like 'spo2 > 94 %'"
+                                                       " (what resolves an open episode)")
     severity: Severity = Field(description="one of 'high', 'medium', 'low'")
     for_: str | None = Field(None, alias="for", description=_DURATION)
     cooldown: str | None = Field(None, description=_DURATION)
@@ -94,6 +102,7 @@ class Rule(Strict):
     reason: str | None = Field(None, description="a sentence with {name} placeholders")
     rationale: str = Field("", description="text")
     references: list[str] = Field(default_factory=list, description="a list of texts")
+    labels: Labels = Field(default_factory=dict, description=_LABELS)
     enabled: bool = Field(True, description="true or false")
 
     _om = field_validator("on_missing", mode="before")(_on_missing)
@@ -106,6 +115,15 @@ class PatientContext(Strict):
     height_cm: float | None = Field(None, description="a number (cm)")
     baseline_weight_kg: float | None = Field(None, description="a number (kg)")
     spo2_scale: Literal[1, 2] | None = Field(None, description="1 or 2")
+    tz: str | None = Field(None, description="an IANA time zone like 'Europe/Paris'")
+    enrolled_at: str | None = Field(None, description="an offset from the test start like "
+                                                      "'-30d' (default: the start)")
+    surgery_at: str | None = Field(None, description="an offset from the test start like "
+                                                     "'-30d'")
+    dry_weight_kg: float | None = Field(None, description="a number (kg)")
+    spo2_target_low: float | None = Field(None, description="a number (%)")
+    spo2_target_high: float | None = Field(None, description="a number (%)")
+    weight_gain_3d_kg: float | None = Field(None, description="a number (kg)")
 
 
 class Expected(Strict):
@@ -114,6 +132,26 @@ class Expected(Strict):
     severity: Severity | None = Field(None, description="one of 'high', 'medium', 'low'")
     resolved: str | None = Field(None, description="an offset like '5d', or 'open' when the "
                                                    "episode is still open at the end")
+    reason: str | None = Field(None, description="the exact reason sentence")
+    evidence: dict[str, Union[float, int, bool, str, None]] | None = Field(
+        None, description="a mapping of name -> value at the opening, like "
+                          "{weight_gain_3d: 2.5 kg}")
+    labels: Labels | None = Field(None, description=_LABELS)
+
+
+class ExpectedPending(Strict):
+    rule: str = Field(description="a rule id of the pack")
+    since: str = Field(description="an offset from the test start: when the condition began "
+                                   "to hold")
+
+
+class ExpectedValue(Strict):
+    at: str = Field(description="an offset from the test start, like '3d' or '36h'")
+    name: str = Field(description="a detector, score, metric, named condition, param or "
+                                  "patient field of the pack")
+    value: Union[float, int, bool, str, None] = Field(
+        description="a number with its unit like '2.5 kg', true/false, a text, or null "
+                    "(unknown)")
 
 
 class CompactSeries(Strict):
@@ -135,6 +173,11 @@ class Test(Strict):
     expect: list[Expected] = Field(default_factory=list, description="a list of expected firings")
     absent: list[str] = Field(default_factory=list, description="a list of rule ids")
     rules: list[str] | None = Field(None, description="a list of rule ids to check")
+    pending: list[ExpectedPending] | None = Field(
+        None, description="a list of {rule, since}: the rules whose condition holds at the end "
+                          "without having fired yet")
+    values: list[ExpectedValue] = Field(default_factory=list,
+                                        description="a list of {at, name, value}")
 
 
 class Pack(Strict):
@@ -144,11 +187,15 @@ class Pack(Strict):
     description: str = Field("", description="text")
     scope: Scope = Field(description="a mapping with cohort, and optional min_age / max_age")
     evaluate_every: str | None = Field(None, description=_DURATION)
+    labels: Labels = Field(default_factory=dict, description=_LABELS)
     defaults: Defaults = Field(default_factory=Defaults, description="a mapping of defaults")
     detectors: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="a mapping of name -> {metric, fn, params...}")
     params: dict[str, Union[ParamValue, ParamDecl]] = Field(
         default_factory=dict, description="a mapping of name -> value or {value, doc, min, max}")
+    conditions: dict[str, str] = Field(
+        default_factory=dict, description="a mapping of name -> expression text, like "
+                                          "{hypoxic: 'spo2 < spo2_low'}")
     rules: list[Rule] = Field(min_length=1, description="a non-empty list of rules")
     tests: list[Test] = Field(default_factory=list, description="a list of tests")
 
@@ -156,6 +203,7 @@ class Pack(Strict):
 class RuleOverride(Strict):
     severity: Severity | None = Field(None, description="one of 'high', 'medium', 'low'")
     enabled: bool | None = Field(None, description="true or false")
+    labels: Labels | None = Field(None, description=_LABELS)
 
 
 class PackOverride(Strict):
@@ -173,4 +221,6 @@ class Site(Strict):
     site: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="a site name (letters, digits, '_', '.', '-')")
     description: str = Field("", description="text")
+    time_zone: str | None = Field(None, description="an IANA time zone like 'Europe/Paris' "
+                                                    "(patients without a tz column)")
     packs: dict[str, PackOverride] = Field(description="a mapping of pack name -> overrides")
