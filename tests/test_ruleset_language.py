@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli import app
@@ -249,3 +251,43 @@ def test_rules_test_name_selects_tests_and_an_unmatched_pattern_is_an_error():
     r = runner.invoke(app, ["rules", "test", "rules/copd.yaml", "--name", "PRESCRIBED", "-v"])
     assert r.exit_code == 0, r.output
     assert r.output.count("PASS") == 3 and "3 passed, 0 failed" in r.output
+
+
+# -- the local clock against polars' zone-aware fields -----------------------------------------------
+ZONES = ["Europe/Paris", "America/St_Johns", "Asia/Kolkata", "Australia/Lord_Howe",
+         "Pacific/Chatham", "UTC", "America/Sao_Paulo"]
+
+
+@given(st.lists(st.tuples(st.integers(946_684_800_000_000, 1_924_992_000_000_000),
+                          st.integers(0, len(ZONES) - 1)), min_size=1, max_size=60),
+       st.lists(st.sampled_from(ZONES), min_size=len(ZONES), max_size=len(ZONES)))
+@settings(max_examples=150, deadline=None)
+def test_local_clock_matches_polars_zone_aware_fields(rows, zones):
+    """Hour of day and ISO day of week from hourly UTC offsets (exact within the hours where
+    the offset changes, Newfoundland's 00:01 changes included) equal a per-row conversion."""
+    import numpy as np
+
+    from engine.timeline import _local_clock
+
+    ts = np.asarray([t for t, _ in rows], np.int64)
+    patient = np.asarray([p for _, p in rows], np.int32)
+    hour, dow = _local_clock(ts, patient, zones)
+    for i, (t, p) in enumerate(rows):
+        local = (pl.Series([t]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+                 .dt.convert_time_zone(zones[p]))
+        want = local.dt.hour()[0] + local.dt.minute()[0] / 60 + local.dt.second()[0] / 3600
+        assert hour[i] == pytest.approx(want, abs=1e-12), (t, zones[p])
+        assert dow[i] == local.dt.weekday()[0]
+
+
+def test_local_clock_across_newfoundlands_odd_minute_change():
+    import numpy as np
+
+    from engine.timeline import _local_clock
+
+    # the clocks went from 00:01 NST (UTC-3:30) to 01:01 NDT (UTC-2:30) at 03:31 UTC on
+    # 2000-04-02: 03:30 UTC is 00:00 local, 03:32 UTC is 01:02 local
+    before, after = 954_646_200_000_000, 954_646_320_000_000
+    hour, _ = _local_clock(np.asarray([before, after]), np.zeros(2, np.int32),
+                           ["America/St_Johns"])
+    assert hour.tolist() == pytest.approx([0.0, 1 + 2 / 60])
