@@ -14,7 +14,7 @@ import polars as pl
 from engine import detectors as _detectors
 from engine.errors import InputError
 from engine.ruleset.compile.symbols import PATIENT_FIELDS
-from engine.schema import TS_DTYPE
+from engine.schema import PATIENT_SCHEMA, TS_DTYPE
 
 
 def _us(ts: pl.Expr) -> pl.Expr:
@@ -95,9 +95,7 @@ def as_of(tl: pl.DataFrame, values: pl.DataFrame, name: str, *,
 
 
 def _patients_frame(patients: pl.DataFrame | None) -> pl.DataFrame:
-    cols = {"patient_id": pl.String, "programme": pl.String, "age": pl.Int64,
-            "height_cm": pl.Float64, "baseline_weight_kg": pl.Float64, "spo2_scale": pl.Int64,
-            "enrolled_at": TS_DTYPE}
+    cols = {c: t for c, (t, _, _) in PATIENT_SCHEMA.items()}    # care plan fields included
     if patients is None:
         return pl.DataFrame(schema=cols)
     if not isinstance(patients, pl.DataFrame) or "patient_id" not in patients.columns:
