@@ -228,3 +228,47 @@ def coverage(ts, x, offsets, window, max_gap):
                 covered, _ = held_times(ts, x, a, i, -np.inf, np.inf, window, max_gap)
                 out[i] = 100.0 * covered / window
     return out
+
+
+def minutes_window_readings(ts, x, a, i, window):
+    """(t, value, minutes held) of the non-null readings of row i's window (t − window, t].
+
+    Each reading holds until the next non-null reading at or before row i (``None`` for the
+    latest, which stands for the interval); the hold is capped at max_gap by the caller.
+    """
+    t = int(ts[i])
+    r = _readings(ts, x, a, i)
+    out = []
+    for n, (_, tj, v) in enumerate(r):
+        if t - window < tj <= t:
+            out.append((tj, v, None if n + 1 == len(r) else r[n + 1][1] - tj))
+    return out
+
+
+def _minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval, beyond):
+    out = np.full(len(x), np.nan)
+    for a, b in _series(offsets):
+        for i in range(a, b):
+            readings = minutes_window_readings(ts, x, a, i, window)
+            if not readings:
+                continue
+            total = 0
+            for _, v, held in readings:
+                if held is None:
+                    held = interval                 # the latest reading
+                elif max_gap > 0:
+                    held = min(held, max_gap)
+                if beyond(v, threshold):
+                    total += held
+            out[i] = total / MINUTE_US
+    return out
+
+
+def minutes_above(ts, x, offsets, threshold, window, max_gap, interval):
+    return _minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval,
+                           lambda v, c: v > c)
+
+
+def minutes_below(ts, x, offsets, threshold, window, max_gap, interval):
+    return _minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval,
+                           lambda v, c: v < c)

@@ -6,7 +6,6 @@ import datetime as dt
 
 import duckdb
 import polars as pl
-import pytest
 from typer.testing import CliRunner
 
 from cli import app

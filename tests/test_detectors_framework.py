@@ -79,14 +79,14 @@ def test_missing_param_names_it_and_lists_the_params():
     with pytest.raises(SpecError) as e:
         resolve_specs({"g": {"metric": "weight", "fn": "delta"}})
     assert str(e.value) == ("Spec 'g' (fn delta) is missing the 'window' parameter. "
-                            "delta takes: window (duration).")
+                            "delta takes: window (duration), lag (duration, optional).")
 
 
 def test_unknown_key_lists_allowed_keys():
     with pytest.raises(SpecError) as e:
         resolve_specs({"g": {"metric": "weight", "fn": "delta", "windw": "3d"}})
     assert str(e.value) == ("Spec 'g' (fn delta) has an unknown key 'windw'. Did you mean "
-                            "'window'? Allowed keys are: metric, fn, staleness, window.")
+                            "'window'? Allowed keys are: metric, fn, staleness, window, lag.")
 
 
 def test_unknown_metric_lists_canonical_metrics():

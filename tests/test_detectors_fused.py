@@ -8,7 +8,6 @@ the Arrow validity bitmaps the fused kernel writes, equal the one-spec kernels' 
 """
 from __future__ import annotations
 
-import gc
 
 import numpy as np
 import polars as pl

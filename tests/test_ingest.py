@@ -5,7 +5,6 @@ import datetime as dt
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

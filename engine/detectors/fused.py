@@ -25,18 +25,35 @@ from ..memory import POOL
 from .registry import FLOAT, frozen
 from .spec import ResolvedSpec
 
-#: one-spec kernel -> the fused opcode computing the same output
+#: one-spec kernel -> the fused opcode computing the same output. A window statistic has two
+#: kernels, the plain one (no lag) and its lagged twin, and one opcode: the lag is ``ip[1]``,
+#: 0 (the padding) for the plain kernel, whose specs have no lag parameter
 OPCODES = {
     kw.rolling_sum: kf.OP_SUM, kw.rolling_mean: kf.OP_MEAN, kw.rolling_count: kf.OP_COUNT,
     kw.rolling_std: kf.OP_STD, kw.rolling_min: kf.OP_MIN, kw.rolling_max: kf.OP_MAX,
     kw.rolling_median: kf.OP_MEDIAN, kw.delta: kf.OP_DELTA, kw.pct_change: kf.OP_PCT_CHANGE,
-    kw.slope: kf.OP_SLOPE, kw.since_last: kf.OP_SINCE_LAST, kw.silence: kf.OP_SILENCE,
+    kw.slope: kf.OP_SLOPE,
+    kw.rolling_sum_lagged: kf.OP_SUM, kw.rolling_mean_lagged: kf.OP_MEAN,
+    kw.rolling_count_lagged: kf.OP_COUNT, kw.rolling_std_lagged: kf.OP_STD,
+    kw.rolling_min_lagged: kf.OP_MIN, kw.rolling_max_lagged: kf.OP_MAX,
+    kw.rolling_median_lagged: kf.OP_MEDIAN, kw.delta_lagged: kf.OP_DELTA,
+    kw.pct_change_lagged: kf.OP_PCT_CHANGE, kw.slope_lagged: kf.OP_SLOPE,
+    kw.since_last: kf.OP_SINCE_LAST, kw.silence: kf.OP_SILENCE, kw.previous: kf.OP_PREVIOUS,
     ks.ewma: kf.OP_EWMA, ks.macd: kf.OP_MACD, ks.cusum_up: kf.OP_CUSUM_UP,
     ks.cusum_down: kf.OP_CUSUM_DOWN, ks.zscore: kf.OP_ZSCORE, ks.time_above: kf.OP_TIME_ABOVE,
     ks.time_below: kf.OP_TIME_BELOW, ks.events_below: kf.OP_EVENTS_BELOW,
     ks.events_above: kf.OP_EVENTS_ABOVE, ks.time_in_range: kf.OP_TIME_IN_RANGE,
-    ks.coverage: kf.OP_COVERAGE,
+    ks.coverage: kf.OP_COVERAGE, ks.minutes_above: kf.OP_MINUTES_ABOVE,
+    ks.minutes_below: kf.OP_MINUTES_BELOW,
 }
+#: (first, second, pair opcode): a first and a second of the same metric, window and lag share
+#: one pass; plain and lagged kernels alike (a plain spec's lag is 0)
+PAIRS = (
+    ((kw.rolling_mean, kw.rolling_mean_lagged), (kw.rolling_std, kw.rolling_std_lagged),
+     kf.OP_MEAN_STD),
+    ((kw.rolling_min, kw.rolling_min_lagged), (kw.rolling_max, kw.rolling_max_lagged),
+     kf.OP_MIN_MAX),
+)
 #: rows per chunk of series handed to one prange iteration: at least this many, so that a
 #: chunk's scratch allocation is amortised, and about 16 chunks per thread for load balance
 CHUNK_ROWS_MIN = 16_384
@@ -78,6 +95,11 @@ def _params(spec: ResolvedSpec):
     return ints, floats
 
 
+def _window_key(spec: ResolvedSpec) -> tuple:
+    """(metric, window, lag) of a window statistic; no "lag" in a plain spec's params is 0."""
+    return spec.metric, spec.params["window"], spec.params.get("lag", 0)
+
+
 def plan(specs) -> Plan:
     """Encode fusable resolved specs (an iterable of :class:`ResolvedSpec`) as one op set."""
     specs = list(specs)
@@ -86,18 +108,18 @@ def plan(specs) -> Plan:
     metrics = tuple(dict.fromkeys(s.metric for s in specs if s.metric is not None))
     group_of = {m: g for g, m in enumerate(metrics)}
     group_of[None] = -1
-    # a mean and a std (a min and a max) of the same metric and window share one pass
+    # a mean and a std (a min and a max) of the same metric, window and lag share one pass
     second = {}              # name of the first spec of a pair -> (pair opcode, second spec)
-    for first_k, second_k, op in ((kw.rolling_mean, kw.rolling_std, kf.OP_MEAN_STD),
-                                  (kw.rolling_min, kw.rolling_max, kf.OP_MIN_MAX)):
+    for first_k, second_k, op in PAIRS:
         waiting = {}
         for s in specs:
-            if s.detector.kernel is second_k:
-                waiting.setdefault((s.metric, s.params["window"]), []).append(s)
+            if s.detector.kernel in second_k:
+                waiting.setdefault(_window_key(s), []).append(s)
         for s in specs:
-            queue = waiting.get((s.metric, s.params.get("window")))
-            if s.detector.kernel is first_k and queue:
-                second[s.name] = (op, queue.pop(0))
+            if s.detector.kernel in first_k:
+                queue = waiting.get(_window_key(s))
+                if queue:
+                    second[s.name] = (op, queue.pop(0))
     taken = {t.name for _, t in second.values()}
     ops, groups, rows, ip, fp = [], [], [], [], []
     for s in specs:

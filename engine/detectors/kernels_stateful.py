@@ -434,3 +434,62 @@ def coverage(ts, x, offsets, window, max_gap):
         _held_time_series(ts[a:b], x[a:b], out[a:b], held[a:b], 0, b - a, -np.inf, np.inf,
                           window, max_gap, True)
     return out
+
+
+# --- cumulative time beyond a threshold in a trailing window -------------------------------------
+
+@njit(**JIT)
+def _minutes_beyond_series(ts, x, out, held, a, b, threshold, window, max_gap, interval, sign):
+    # The readings of the window are the non-null rows with t − window < ts <= t (rows <= i).
+    # Each one but the latest holds min(time to the next reading, max_gap), kept in ``held`` as
+    # exact int64 µs; ``total`` sums the holds of the readings beyond the threshold from row p
+    # (the first reading still in the window) to the latest one, which stands for ``interval``.
+    gap = max_gap if max_gap > 0 else _NO_LIMIT
+    thr = sign * threshold              # sign −1 turns "above" into "below", exactly
+    last = a - 1
+    p = a
+    total = np.int64(0)
+    for i in range(a, b):
+        t = ts[i]
+        v = x[i]
+        if v == v:
+            if last >= a:
+                h = min(t - ts[last], gap)
+                held[last] = h
+                if sign * x[last] > thr:
+                    total += h
+            last = i
+        if last < a:
+            continue                    # no reading yet: out stays NaN
+        lo = t - window
+        while p < last and (x[p] != x[p] or ts[p] <= lo):
+            if x[p] == x[p] and sign * x[p] > thr:
+                total -= held[p]
+            p += 1
+        if ts[last] <= lo:
+            continue                    # no reading in the window (window 0, or a long gap)
+        now = interval if sign * x[last] > thr else 0
+        out[i] = (total + now) / _MINUTE_US
+
+
+@njit(**JIT_PARALLEL)
+def minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval, sign):
+    out = np.full(len(x), _NAN)
+    held = np.empty(len(x), dtype=np.int64)
+    for k in prange(len(offsets) - 1):
+        a, b = offsets[k], offsets[k + 1]
+        _minutes_beyond_series(ts[a:b], x[a:b], out[a:b], held[a:b], 0, b - a, threshold,
+                               window, max_gap, interval, sign)
+    return out
+
+
+@njit(**JIT)
+def minutes_above(ts, x, offsets, threshold, window, max_gap, interval):
+    """Minutes above ``threshold`` of the readings in ``(t − window, t]``, each held to the next."""
+    return minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval, 1.0)
+
+
+@njit(**JIT)
+def minutes_below(ts, x, offsets, threshold, window, max_gap, interval):
+    """Minutes below ``threshold`` of the readings in ``(t − window, t]``, each held to the next."""
+    return minutes_beyond(ts, x, offsets, threshold, window, max_gap, interval, -1.0)

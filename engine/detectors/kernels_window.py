@@ -7,12 +7,21 @@ outer loop is a ``prange`` over series; a series writes only its own slice of ``
 scratch buffers, so threads share nothing.
 
 The window of row ``i`` (time ``t``) is the rows ``j <= i`` of its series with
-``t - W <= ts[j]``: both ends closed; rows tied with ``t`` are in only if they come before ``i``
-(row order breaks ties, so row ``i``'s output never depends on later rows). Because ``ts`` is
-sorted this is always a contiguous run ``lo..i`` and ``lo`` only moves forward: each kernel is a
-two-pointer sweep, O(n) per series (O(n·w) worst case for the median buffer shifts, which are
-memmoves). Null readings never enter a window; a null row still gets the statistic of the non-null
-rows in its window unless the detector needs the row's own value (delta, pct_change).
+``t - lag - W <= ts[j] <= t - lag``: both ends closed; with ``lag`` 0 (the detectors' default)
+rows tied with ``t`` are in only if they come before ``i`` (row order breaks ties, so row ``i``'s
+output never depends on later rows); with a lag every row of the window is before ``i``. Because
+``ts`` is sorted this is always a contiguous run ``lo..hi-1`` (``hi = i + 1`` for lag 0) and both
+pointers only move forward: each kernel is a two-pointer sweep, O(n) per series (O(n·w) worst
+case for the median buffer shifts, which are memmoves). Each sweep first drops the rows that left
+(``ts < t - lag - W``), then adds the rows that entered (``ts <= t - lag``), skipping those that
+entered and left at once (a gap longer than the window); with lag 0 that is "drop, then add row
+``i``", so the arithmetic, and every output bit, is the same as before lags existed. Null
+readings never enter a window; a null row still gets the statistic of the non-null rows in its
+window unless the detector needs the row's own value (delta and pct_change with lag 0).
+
+Each public kernel has a lagged twin, ``<name>_lagged(ts, x, offsets, window, lag)``; the plain
+one is the twin at lag 0 (a spec without a lag resolves to it, see
+:mod:`engine.detectors.registry`).
 
 Each kernel calls a per-series function ``_<name>_series(ts, x, a, b, ...)`` on the series'
 slices with ``a`` the literal 0 (the fused pass of :mod:`.kernels_fused` makes the very same calls,
@@ -72,8 +81,8 @@ def _advance(ts, lo, i, start):
     Four candidates are compared at once, without a data-dependent branch, before a loop for
     the rare rest: on irregular sampling 0, 1, 2, ... rows leave a window per new row with
     probabilities close to 1/2, 1/4, 1/8, ..., so the exit of a plain ``while ts[lo] < start``
-    loop is mispredicted about once a row. Reads are capped at row ``i`` (``ts[i] >= start``, the
-    window length being >= 0), so they never leave the series.
+    loop is mispredicted about once a row. Reads are capped at row ``i`` (the window's last row,
+    whose time is not before ``start``), so they never leave the window.
     """
     k = ((ts[lo] < start) + (ts[min(lo + 1, i)] < start) + (ts[min(lo + 2, i)] < start)
          + (ts[min(lo + 3, i)] < start))
@@ -84,15 +93,29 @@ def _advance(ts, lo, i, start):
     return lo
 
 
+@njit(**JIT)
+def _skip(ts, hi, i, start):
+    """The first row ``>= hi`` (at most ``i + 1``) whose time is not before ``start``.
+
+    Called when the window is empty (``lo == hi``): the rows passed over entered and left the
+    window between two rows (a gap longer than the window, with a lag), so they are never added.
+    With lag 0 it returns ``hi`` (= ``i``, whose time is never before ``start``).
+    """
+    while hi <= i and ts[hi] < start:
+        hi += 1
+    return hi
+
+
 # --------------------------------------------------------------------------------------------
 # sum, mean, count
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _sum_series(ts, x, a, b, window, what, out):
-    lo, n, s, c = a, 0, 0.0, 0.0
+def _sum_series(ts, x, a, b, window, lag, what, out):
+    lo, hi, n, s, c = a, a, 0, 0.0, 0.0
     for i in range(a, b):
-        start = ts[i] - window
-        while ts[lo] < start:
+        end = ts[i] - lag
+        start = end - window
+        while ts[lo] < start and lo < hi:
             v = x[lo]
             if v == v:
                 n -= 1
@@ -101,10 +124,22 @@ def _sum_series(ts, x, a, b, window, what, out):
                 else:
                     s, c = _add(s, c, -v)
             lo += 1
-        v = x[i]
-        if v == v:
-            n += 1
-            s, c = _add(s, c, v)
+        if lag == 0:
+            v = x[i]
+            if v == v:
+                n += 1
+                s, c = _add(s, c, v)
+            hi = i + 1
+        else:
+            if lo == hi:
+                hi = _skip(ts, hi, i, start)
+                lo = hi
+            while hi <= i and ts[hi] <= end:
+                v = x[hi]
+                if v == v:
+                    n += 1
+                    s, c = _add(s, c, v)
+                hi += 1
         if what == COUNT:
             out[i] = n
         elif n == 0:
@@ -116,30 +151,48 @@ def _sum_series(ts, x, a, b, window, what, out):
 
 
 @njit(**JIT_PARALLEL)
-def _rolling_sums(ts, x, offsets, window, what):
+def _rolling_sums(ts, x, offsets, window, lag, what):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _sum_series(ts[a:b], x[a:b], 0, b - a, window, what, out[a:b])
+        _sum_series(ts[a:b], x[a:b], 0, b - a, window, lag, what, out[a:b])
     return out
 
 
 @njit(**JIT)
 def rolling_sum(ts, x, offsets, window):
     """Sum of the non-null readings in the window; NaN when it holds none."""
-    return _rolling_sums(ts, x, offsets, window, SUM)
+    return _rolling_sums(ts, x, offsets, window, 0, SUM)
 
 
 @njit(**JIT)
 def rolling_mean(ts, x, offsets, window):
     """Mean of the non-null readings in the window; NaN when it holds none."""
-    return _rolling_sums(ts, x, offsets, window, MEAN)
+    return _rolling_sums(ts, x, offsets, window, 0, MEAN)
 
 
 @njit(**JIT)
 def rolling_count(ts, x, offsets, window):
     """Number of non-null readings in the window (0.0 when none)."""
-    return _rolling_sums(ts, x, offsets, window, COUNT)
+    return _rolling_sums(ts, x, offsets, window, 0, COUNT)
+
+
+@njit(**JIT)
+def rolling_sum_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_sum` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_sums(ts, x, offsets, window, lag, SUM)
+
+
+@njit(**JIT)
+def rolling_mean_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_mean` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_sums(ts, x, offsets, window, lag, MEAN)
+
+
+@njit(**JIT)
+def rolling_count_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_count` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_sums(ts, x, offsets, window, lag, COUNT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,15 +219,30 @@ def _closest_to_mean(x, lo, hi, n):
 
 
 @njit(**JIT)
-def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
+def _std_in(v, n, k, s0, c0, s1, c1, s2, c2, want_mean):
+    """The running state of :func:`_std_series` after a non-null reading ``v`` enters."""
+    if n == 0:
+        k = v
+    n += 1
+    d = v - k
+    if want_mean:
+        s0, c0 = _add(s0, c0, v)
+    s1, c1 = _add(s1, c1, d)
+    s2, c2 = _add(s2, c2, d * d)
+    return n, k, s0, c0, s1, c1, s2, c2
+
+
+@njit(**JIT)
+def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
     cnt = np.empty(b - a)            # readings in each row's window
-    lo, n = a, 0
+    lo, hi, n = a, a, 0              # the window is rows lo..hi-1
     k = 0.0                          # the shift: a value of the window
     s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0  # compensated sums of (x - k) and (x - k)^2
     s0, c0 = 0.0, 0.0                # compensated raw sum, for an exact mean
     for i in range(a, b):
-        start = ts[i] - window
-        while ts[lo] < start:
+        end = ts[i] - lag
+        start = end - window
+        while ts[lo] < start and lo < hi:
             v = x[lo]
             if v == v:
                 n -= 1
@@ -187,16 +255,22 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
                     s1, c1 = _add(s1, c1, -d)
                     s2, c2 = _add(s2, c2, -d * d)
             lo += 1
-        v = x[i]
-        if v == v:
-            if n == 0:
-                k = v
-            n += 1
-            d = v - k
-            if want_mean:
-                s0, c0 = _add(s0, c0, v)
-            s1, c1 = _add(s1, c1, d)
-            s2, c2 = _add(s2, c2, d * d)
+        if lag == 0:
+            v = x[i]
+            if v == v:
+                n, k, s0, c0, s1, c1, s2, c2 = _std_in(v, n, k, s0, c0, s1, c1, s2, c2,
+                                                       want_mean)
+            hi = i + 1
+        else:
+            if lo == hi:
+                hi = _skip(ts, hi, i, start)
+                lo = hi
+            while hi <= i and ts[hi] <= end:
+                v = x[hi]
+                if v == v:
+                    n, k, s0, c0, s1, c1, s2, c2 = _std_in(v, n, k, s0, c0, s1, c1, s2, c2,
+                                                           want_mean)
+                hi += 1
         cnt[i - a] = n
         if want_mean:
             out_mean[i] = s0 + c0        # exactly 0.0 when n == 0 (the sums restart at 0)
@@ -208,9 +282,9 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
         if S1 * S1 > RECENTRE * m2n:
             # the shift is far from the mean: cancellation would eat the digits, so re-centre
             # on a window value near the mean and recompute the sums exactly over the window
-            k = _closest_to_mean(x, lo, i + 1, n)
+            k = _closest_to_mean(x, lo, hi, n)
             s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0
-            for j in range(lo, i + 1):
+            for j in range(lo, hi):
                 if x[j] == x[j]:
                     d = x[j] - k
                     s1, c1 = _add(s1, c1, d)
@@ -230,57 +304,98 @@ def _std_series(ts, x, a, b, window, out_mean, out_std, want_mean):
 
 
 @njit(**JIT_PARALLEL)
-def rolling_std(ts, x, offsets, window):
+def _rolling_std(ts, x, offsets, window, lag):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _std_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b], out[a:b], False)
+        _std_series(ts[a:b], x[a:b], 0, b - a, window, lag, out[a:b], out[a:b], False)
     return out
 
 
 @njit(**JIT_PARALLEL)
-def rolling_mean_std(ts, x, offsets, window):
-    """Mean and sample std of the same window in one pass: returns a (2, n) array."""
+def _rolling_mean_std(ts, x, offsets, window, lag):
     out = np.empty((2, x.size))
     mean, std = out[0], out[1]
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _std_series(ts[a:b], x[a:b], 0, b - a, window, mean[a:b], std[a:b], True)
+        _std_series(ts[a:b], x[a:b], 0, b - a, window, lag, mean[a:b], std[a:b], True)
     return out
+
+
+@njit(**JIT)
+def rolling_std(ts, x, offsets, window):
+    """Sample standard deviation (ddof 1) of the window; NaN with fewer than 2 readings."""
+    return _rolling_std(ts, x, offsets, window, 0)
+
+
+@njit(**JIT)
+def rolling_mean_std(ts, x, offsets, window):
+    """Mean and sample std of the same window in one pass: returns a (2, n) array."""
+    return _rolling_mean_std(ts, x, offsets, window, 0)
+
+
+@njit(**JIT)
+def rolling_std_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_std` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_std(ts, x, offsets, window, lag)
+
+
+@njit(**JIT)
+def rolling_mean_std_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_mean_std` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_mean_std(ts, x, offsets, window, lag)
 
 
 # --------------------------------------------------------------------------------------------
 # min, max: a queue made of two stacks (suffix extremes in front, running extremes behind)
 # --------------------------------------------------------------------------------------------
 # Why not the classic monotonic deque: its pops depend on the data and are mispredicted about
-# once a row, which made min and max the slowest detectors. Here the window's rows lo..i are
+# once a row, which made min and max the slowest detectors. Here the window's rows lo..hi-1 are
 # split at ``mid``: rows lo..mid-1 have their suffix extreme precomputed (suf[j] = extreme of
-# rows j..mid-1), rows mid..i are folded into one running extreme. A query is one load and one
-# comparison; when lo passes mid the rows lo..i are folded into fresh suffixes (each row is
+# rows j..mid-1), rows mid..hi-1 are folded into one running extreme. A query is one load and one
+# comparison; when lo passes mid the rows lo..hi-1 are folded into fresh suffixes (each row is
 # folded once, so O(1) amortised). Nulls fold as +inf (min) / -inf (max); whether the window
 # holds any reading is told by the last non-null row, so a genuine +-inf reading is kept.
 BOTH = 2
 
 
 @njit(**JIT)
-def _minmax_series(ts, x, a, b, window, omin, omax, want):
+def _minmax_series(ts, x, a, b, window, lag, omin, omax, want):
     """Rolling min (``want`` MIN or BOTH) into ``omin`` and max (MAX or BOTH) into ``omax``."""
     m = b - a
-    sufmin = np.empty(m if want != MAX else 0)
-    sufmax = np.empty(m if want != MIN else 0)
-    lo, mid, last = a, a, a - 1         # last: the latest non-null row so far
+    # one spare slot: with a lag the window may be empty with lo == hi == b, and the query
+    # below reads suf[lo - a] without a branch (the value is then not used)
+    sufmin = np.empty(m + 1 if want != MAX else 0)
+    sufmax = np.empty(m + 1 if want != MIN else 0)
+    lo, hi, mid, last = a, a, a, a - 1  # last: the latest non-null row added so far
     bmin, bmax = np.inf, -np.inf
     for i in range(a, b):
-        lo = _advance(ts, lo, i, ts[i] - window)
-        v = x[i]
-        if v == v:
-            last = i
-            bmin = min(bmin, v)
-            bmax = max(bmax, v)
+        end = ts[i] - lag
+        start = end - window
+        if lag == 0:
+            v = x[i]
+            if v == v:
+                last = i
+                bmin = min(bmin, v)
+                bmax = max(bmax, v)
+            hi = i + 1
+            lo = _advance(ts, lo, i, start)
+        else:
+            while hi <= i and ts[hi] <= end:
+                v = x[hi]
+                if v == v:
+                    last = hi
+                    bmin = min(bmin, v)
+                    bmax = max(bmax, v)
+                hi += 1
+            if hi > lo and ts[hi - 1] >= start:
+                lo = _advance(ts, lo, hi - 1, start)
+            else:
+                lo = hi                 # every row added so far has left the window
         if lo >= mid:
-            # the front stack is empty: fold rows i..lo into suffix extremes
+            # the front stack is empty: fold rows hi-1..lo into suffix extremes
             fmin, fmax = np.inf, -np.inf
-            for j in range(i, lo - 1, -1):
+            for j in range(hi - 1, lo - 1, -1):
                 u = x[j]
                 if want != MAX:
                     fmin = min(fmin, u if u == u else np.inf)
@@ -288,7 +403,7 @@ def _minmax_series(ts, x, a, b, window, omin, omax, want):
                 if want != MIN:
                     fmax = max(fmax, u if u == u else -np.inf)
                     sufmax[j - a] = fmax
-            mid = i + 1
+            mid = hi
             bmin, bmax = np.inf, -np.inf
         empty = last < lo
         if want != MAX:
@@ -300,47 +415,81 @@ def _minmax_series(ts, x, a, b, window, omin, omax, want):
 
 
 @njit(**JIT_PARALLEL)
-def _rolling_extreme(ts, x, offsets, window, which):
+def _rolling_extreme(ts, x, offsets, window, lag, which):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b], out[a:b], which)
+        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, lag, out[a:b], out[a:b], which)
+    return out
+
+
+@njit(**JIT_PARALLEL)
+def _rolling_min_max(ts, x, offsets, window, lag):
+    out = np.empty((2, x.size))
+    omin, omax = out[0], out[1]
+    for k in prange(offsets.size - 1):
+        a, b = offsets[k], offsets[k + 1]
+        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, lag, omin[a:b], omax[a:b], BOTH)
     return out
 
 
 @njit(**JIT)
 def rolling_min(ts, x, offsets, window):
     """Smallest non-null reading in the window; NaN when it holds none."""
-    return _rolling_extreme(ts, x, offsets, window, MIN)
+    return _rolling_extreme(ts, x, offsets, window, 0, MIN)
 
 
 @njit(**JIT)
 def rolling_max(ts, x, offsets, window):
     """Largest non-null reading in the window; NaN when it holds none."""
-    return _rolling_extreme(ts, x, offsets, window, MAX)
+    return _rolling_extreme(ts, x, offsets, window, 0, MAX)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def rolling_min_max(ts, x, offsets, window):
     """Min and max of the same window in one pass: returns a (2, n) array."""
-    out = np.empty((2, x.size))
-    omin, omax = out[0], out[1]
-    for k in prange(offsets.size - 1):
-        a, b = offsets[k], offsets[k + 1]
-        _minmax_series(ts[a:b], x[a:b], 0, b - a, window, omin[a:b], omax[a:b], BOTH)
-    return out
+    return _rolling_min_max(ts, x, offsets, window, 0)
+
+
+@njit(**JIT)
+def rolling_min_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_min` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_extreme(ts, x, offsets, window, lag, MIN)
+
+
+@njit(**JIT)
+def rolling_max_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_max` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_extreme(ts, x, offsets, window, lag, MAX)
+
+
+@njit(**JIT)
+def rolling_min_max_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_min_max` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_min_max(ts, x, offsets, window, lag)
 
 
 # --------------------------------------------------------------------------------------------
 # median: sorted buffer, binary-search insert and remove
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _median_series(ts, x, a, b, window, out):
+def _median_in(buf, n, v):
+    """Insert ``v`` into the sorted ``buf[:n]``; returns the new length."""
+    p = np.searchsorted(buf[:n], v)
+    for q in range(n, p, -1):
+        buf[q] = buf[q - 1]
+    buf[p] = v
+    return n + 1
+
+
+@njit(**JIT)
+def _median_series(ts, x, a, b, window, lag, out):
     buf = np.empty(b - a)
-    lo, n = a, 0                      # buf[:n] holds the window's values, sorted
+    lo, hi, n = a, a, 0               # buf[:n] holds the values of rows lo..hi-1, sorted
     for i in range(a, b):
-        start = ts[i] - window
-        while ts[lo] < start:
+        end = ts[i] - lag
+        start = end - window
+        while ts[lo] < start and lo < hi:
             v = x[lo]
             if v == v:
                 p = np.searchsorted(buf[:n], v)   # an equal value is at p
@@ -348,13 +497,20 @@ def _median_series(ts, x, a, b, window, out):
                     buf[q] = buf[q + 1]
                 n -= 1
             lo += 1
-        v = x[i]
-        if v == v:
-            p = np.searchsorted(buf[:n], v)
-            for q in range(n, p, -1):
-                buf[q] = buf[q - 1]
-            buf[p] = v
-            n += 1
+        if lag == 0:
+            v = x[i]
+            if v == v:
+                n = _median_in(buf, n, v)
+            hi = i + 1
+        else:
+            if lo == hi:
+                hi = _skip(ts, hi, i, start)
+                lo = hi
+            while hi <= i and ts[hi] <= end:
+                v = x[hi]
+                if v == v:
+                    n = _median_in(buf, n, v)
+                hi += 1
         if n == 0:
             out[i] = np.nan
         elif n % 2 == 1:
@@ -364,26 +520,52 @@ def _median_series(ts, x, a, b, window, out):
 
 
 @njit(**JIT_PARALLEL)
-def rolling_median(ts, x, offsets, window):
+def _rolling_median(ts, x, offsets, window, lag):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _median_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b])
+        _median_series(ts[a:b], x[a:b], 0, b - a, window, lag, out[a:b])
     return out
 
 
+@njit(**JIT)
+def rolling_median(ts, x, offsets, window):
+    """Median of the non-null readings in the window; NaN when it holds none."""
+    return _rolling_median(ts, x, offsets, window, 0)
+
+
+@njit(**JIT)
+def rolling_median_lagged(ts, x, offsets, window, lag):
+    """:func:`rolling_median` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_median(ts, x, offsets, window, lag)
+
+
 # --------------------------------------------------------------------------------------------
-# delta and pct_change: the current value against the first non-null value of the window
+# delta and pct_change: the last non-null value of the window against its first
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _change_series(ts, x, a, b, window, what, out):
-    first = a                          # first non-null row >= lo (== i + 1 when none yet)
+def _change_series(ts, x, a, b, window, lag, what, out):
+    first = a                          # first non-null row >= lo (== hi when none yet)
+    hi, last = a, a - 1                # the window ends at hi - 1; last: latest non-null < hi
     for i in range(a, b):
-        start = ts[i] - window
-        while first <= i and (ts[first] < start or x[first] != x[first]):
+        end = ts[i] - lag
+        start = end - window
+        if lag == 0:
+            hi = i + 1
+        else:
+            while hi <= i and ts[hi] <= end:
+                if x[hi] == x[hi]:
+                    last = hi
+                hi += 1
+        while first < hi and (ts[first] < start or x[first] != x[first]):
             first += 1
-        v = x[i]
-        if v != v or first > i:
+        # lag 0: the change up to the row's own reading (none at a null row); with a lag, up to
+        # the last reading of the lagged window (first < hi: the window holds one, so last does)
+        if lag == 0:
+            v = x[i]
+        else:
+            v = x[last] if first < hi else np.nan
+        if v != v or first >= hi:
             out[i] = np.nan
             continue
         v0 = x[first]
@@ -396,39 +578,63 @@ def _change_series(ts, x, a, b, window, what, out):
 
 
 @njit(**JIT_PARALLEL)
-def _rolling_change(ts, x, offsets, window, what):
+def _rolling_change(ts, x, offsets, window, lag, what):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _change_series(ts[a:b], x[a:b], 0, b - a, window, what, out[a:b])
+        _change_series(ts[a:b], x[a:b], 0, b - a, window, lag, what, out[a:b])
     return out
 
 
 @njit(**JIT)
 def delta(ts, x, offsets, window):
     """Reading minus the first non-null reading of the window; NaN at a null row."""
-    return _rolling_change(ts, x, offsets, window, DELTA)
+    return _rolling_change(ts, x, offsets, window, 0, DELTA)
 
 
 @njit(**JIT)
 def pct_change(ts, x, offsets, window):
     """``delta`` in percent of the first reading; NaN at a null row or a zero first reading."""
-    return _rolling_change(ts, x, offsets, window, PCT_CHANGE)
+    return _rolling_change(ts, x, offsets, window, 0, PCT_CHANGE)
+
+
+@njit(**JIT)
+def delta_lagged(ts, x, offsets, window, lag):
+    """Last minus first non-null reading of ``[t - lag - window, t - lag]`` (lag 0: delta)."""
+    return _rolling_change(ts, x, offsets, window, lag, DELTA)
+
+
+@njit(**JIT)
+def pct_change_lagged(ts, x, offsets, window, lag):
+    """:func:`delta_lagged` in percent of the first reading of the lagged window."""
+    return _rolling_change(ts, x, offsets, window, lag, PCT_CHANGE)
 
 
 # --------------------------------------------------------------------------------------------
 # slope: least squares per hour, shifted compensated sums re-centred on drift
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _slope_series(ts, x, a, b, window, out):
-    lo, n = a, 0
+def _slope_in(u, d, su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd):
+    """The compensated sums of :func:`_slope_series` after a reading (u hours, d) enters."""
+    su, cu = _add(su, cu, u)
+    sd, cd = _add(sd, cd, d)
+    suu, cuu = _add(suu, cuu, u * u)
+    sud, cud = _add(sud, cud, u * d)
+    sdd, cdd = _add(sdd, cdd, d * d)
+    return su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd
+
+
+@njit(**JIT)
+def _slope_series(ts, x, a, b, window, lag, out):
+    lo, hi, n = a, a, 0
     kt, kx = ts[a] if b > a else 0, 0.0
     # compensated sums of u = (t - kt) in hours, d = x - kx, u*u, u*d, d*d
     su = cu = sd = cd = suu = cuu = sud = cud = sdd = cdd = 0.0
     first, last_t = a, np.int64(0)     # first non-null row of the window; time of the last one
     for i in range(a, b):
-        start = ts[i] - window
-        while ts[lo] < start:
+        end = ts[i] - lag
+        start = end - window
+        while ts[lo] < start and lo < hi:
             v = x[lo]
             if v == v:
                 n -= 1
@@ -443,20 +649,27 @@ def _slope_series(ts, x, a, b, window, out):
                     sud, cud = _add(sud, cud, -u * d)
                     sdd, cdd = _add(sdd, cdd, -d * d)
             lo += 1
-        v = x[i]
-        if v == v:
-            if n == 0:
-                kt, kx = ts[i], v
-            n += 1
-            last_t = ts[i]
-            u = (ts[i] - kt) / US_PER_HOUR
-            d = v - kx
-            su, cu = _add(su, cu, u)
-            sd, cd = _add(sd, cd, d)
-            suu, cuu = _add(suu, cuu, u * u)
-            sud, cud = _add(sud, cud, u * d)
-            sdd, cdd = _add(sdd, cdd, d * d)
-        while first <= i and (ts[first] < start or x[first] != x[first]):
+        if lag == 0:
+            j0 = i                           # the rows entering: row i alone
+            hi = i + 1
+        else:
+            if lo == hi:
+                hi = _skip(ts, hi, i, start)
+                lo = hi
+            j0 = hi
+            while hi <= i and ts[hi] <= end:
+                hi += 1
+        for j in range(j0, hi):
+            v = x[j]
+            if v == v:
+                if n == 0:
+                    kt, kx = ts[j], v
+                n += 1
+                last_t = ts[j]
+                su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd = _slope_in(
+                    (ts[j] - kt) / US_PER_HOUR, v - kx,
+                    su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd)
+        while first < hi and (ts[first] < start or x[first] != x[first]):
             first += 1
         if n < 2 or ts[first] == last_t:
             out[i] = np.nan                 # fewer than two distinct times
@@ -465,18 +678,14 @@ def _slope_series(ts, x, a, b, window, out):
         vu = (suu + cuu) - U * U / n
         vd = (sdd + cdd) - D * D / n
         if U * U / n > RECENTRE * vu or D * D / n > RECENTRE * vd:
-            kx = _closest_to_mean(x, lo, i + 1, n)
-            kt = _closest_time(ts, x, lo, i + 1, kt, U / n)
+            kx = _closest_to_mean(x, lo, hi, n)
+            kt = _closest_time(ts, x, lo, hi, kt, U / n)
             su = cu = sd = cd = suu = cuu = sud = cud = sdd = cdd = 0.0
-            for j in range(lo, i + 1):
+            for j in range(lo, hi):
                 if x[j] == x[j]:
-                    u = (ts[j] - kt) / US_PER_HOUR
-                    d = x[j] - kx
-                    su, cu = _add(su, cu, u)
-                    sd, cd = _add(sd, cd, d)
-                    suu, cuu = _add(suu, cuu, u * u)
-                    sud, cud = _add(sud, cud, u * d)
-                    sdd, cdd = _add(sdd, cdd, d * d)
+                    su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd = _slope_in(
+                        (ts[j] - kt) / US_PER_HOUR, x[j] - kx,
+                        su, cu, sd, cd, suu, cuu, sud, cud, sdd, cdd)
             U, D = su + cu, sd + cd
             vu = (suu + cuu) - U * U / n
         out[i] = ((sud + cud) - U * D / n) / vu
@@ -495,12 +704,24 @@ def _closest_time(ts, x, lo, hi, kt, mean_u):
 
 
 @njit(**JIT_PARALLEL)
-def slope(ts, x, offsets, window):
+def _rolling_slope(ts, x, offsets, window, lag):
     out = np.empty(x.size)
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
-        _slope_series(ts[a:b], x[a:b], 0, b - a, window, out[a:b])
+        _slope_series(ts[a:b], x[a:b], 0, b - a, window, lag, out[a:b])
     return out
+
+
+@njit(**JIT)
+def slope(ts, x, offsets, window):
+    """Least-squares slope per hour of the window; NaN with fewer than 2 distinct times."""
+    return _rolling_slope(ts, x, offsets, window, 0)
+
+
+@njit(**JIT)
+def slope_lagged(ts, x, offsets, window, lag):
+    """:func:`slope` of the window ``[t - lag - window, t - lag]``."""
+    return _rolling_slope(ts, x, offsets, window, lag)
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,6 +764,31 @@ def since_last(ts, x, offsets):
 def silence(ts, x, offsets, limit):
     """1.0 when the gap since the previous non-null reading exceeds ``limit`` µs, else 0.0."""
     return _gaps(ts, x, offsets, limit, True)
+
+
+# --------------------------------------------------------------------------------------------
+# previous: the latest non-null reading at an earlier row at least ``gap`` before the row
+# --------------------------------------------------------------------------------------------
+@njit(**JIT)
+def _previous_series(ts, x, a, b, gap, out):
+    hi, last = a, a - 1              # rows < hi are the candidates; last: the latest non-null
+    for i in range(a, b):
+        cut = ts[i] - gap
+        while hi < i and ts[hi] <= cut:
+            if x[hi] == x[hi]:
+                last = hi
+            hi += 1
+        out[i] = x[last] if last >= a else np.nan
+
+
+@njit(**JIT_PARALLEL)
+def previous(ts, x, offsets, gap):
+    """Value of the latest non-null reading at an earlier row with ``ts <= t - gap``; else NaN."""
+    out = np.empty(x.size)
+    for k in prange(offsets.size - 1):
+        a, b = offsets[k], offsets[k + 1]
+        _previous_series(ts[a:b], x[a:b], 0, b - a, gap, out[a:b])
+    return out
 
 
 NO_ROW = np.iinfo(np.int64).min

@@ -14,7 +14,7 @@ Duration parameters reach the kernel as int64 µs, FLOAT as float64, INT as int6
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -57,6 +57,12 @@ class Param:
         When False, ``default`` (written in spec form, e.g. ``"0m"`` or ``2.0``) is used.
     doc : str
         One line for error messages and generated documentation.
+    elide : bool
+        For an optional parameter added to a detector that existed without it (``lag`` of the
+        window detectors): a spec that leaves it at its default resolves to the detector's
+        *plain* form (:attr:`DetectorDef.plain`), whose kernel does not take it, so that such a
+        spec keeps the resolved parameters, the key (``delta(window=3d)``, see
+        :func:`engine.detect.spec_key`) and the kernel it had before the parameter existed.
     """
 
     name: str
@@ -64,11 +70,18 @@ class Param:
     required: bool = True
     default: object = None
     doc: str = ""
+    elide: bool = False
 
 
 @dataclass(frozen=True)
 class DetectorDef:
-    """A registered detector (see the module docstring for the kernel contract)."""
+    """A registered detector (see the module docstring for the kernel contract).
+
+    ``plain`` is the same detector without its ``elide`` parameters (same fn, output, lookback
+    and doc; the kernel that does not take them), used by the specs that leave them at their
+    defaults; None when the detector has no such parameter. Only the full form is in
+    :data:`REGISTRY`.
+    """
 
     fn: str
     kernel: Callable
@@ -76,6 +89,7 @@ class DetectorDef:
     lookback: Callable[[dict], int]
     output: str
     doc: str
+    plain: "DetectorDef | None" = field(default=None, repr=False, compare=False)
 
 
 #: fn name -> detector; filled by the ``register`` calls in the detector modules
@@ -83,7 +97,7 @@ REGISTRY: dict[str, DetectorDef] = {}
 
 
 def register(fn: str, *, kernel: Callable, params=(), lookback: Callable[[dict], int],
-             output: str, doc: str) -> DetectorDef:
+             output: str, doc: str, plain_kernel: Callable | None = None) -> DetectorDef:
     """Add a detector to :data:`REGISTRY` and return its definition.
 
     Parameters
@@ -102,11 +116,17 @@ def register(fn: str, *, kernel: Callable, params=(), lookback: Callable[[dict],
     doc : str
         The detector's documentation: maths, semantics (window ends, nulls, ties), false-alarm
         guidance, reference.
+    plain_kernel : numba dispatcher, optional
+        The kernel of the detector's plain form (:attr:`DetectorDef.plain`): the same
+        computation with every ``elide`` parameter at its default, taking the other parameters
+        only. Required exactly when a parameter has ``elide=True``; ``lookback`` must then also
+        accept the parameters without the elided ones.
 
     Raises
     ------
     ValueError
-        On a programming error in the declaration (duplicate name, unknown kind or output).
+        On a programming error in the declaration (duplicate name, unknown kind or output, an
+        elided parameter that is required or has no plain kernel).
         This is veille's own code being wrong, not user input, hence not a VeilleError.
     """
     if not fn.isidentifier() or fn != fn.lower():
@@ -121,7 +141,18 @@ def register(fn: str, *, kernel: Callable, params=(), lookback: Callable[[dict],
             raise ValueError(f"detector {fn!r}: param name {p.name!r} is reserved for specs")
     if output not in OUTPUTS:
         raise ValueError(f"detector {fn!r}: output {output!r} not one of {OUTPUTS}")
+    elided = [p.name for p in params if p.elide]
+    if any(p.elide and p.required for p in params):
+        raise ValueError(f"detector {fn!r}: an elided param must be optional ({elided})")
+    if bool(elided) != (plain_kernel is not None):
+        raise ValueError(f"detector {fn!r}: plain_kernel goes with elided params (got "
+                         f"{elided} and plain_kernel={plain_kernel!r})")
+    plain = None
+    if elided:
+        plain = DetectorDef(fn=fn, kernel=plain_kernel,
+                            params=tuple(p for p in params if not p.elide), lookback=lookback,
+                            output=output, doc=doc)
     d = DetectorDef(fn=fn, kernel=kernel, params=params, lookback=lookback, output=output,
-                    doc=doc)
+                    doc=doc, plain=plain)
     REGISTRY[fn] = d
     return d

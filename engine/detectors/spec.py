@@ -45,11 +45,13 @@ class ResolvedSpec:
         Registered detector name.
     params : dict
         Parameter name -> value, durations as int µs, floats as float, ints as int, in the
-        kernel's positional order.
+        kernel's positional order. A parameter registered with ``elide`` (the ``lag`` of the
+        window detectors) is absent when the spec leaves it at its default.
     staleness_us : int or None
         How long the rule engine may carry this output forward, µs; None when not given.
     detector : DetectorDef
-        The registry entry.
+        The registry entry, or its plain form (:attr:`DetectorDef.plain`) when the spec leaves
+        its elided parameters at their defaults.
     """
 
     name: str
@@ -168,6 +170,13 @@ def resolve_spec(name: str, spec: Mapping, *, metric_required: bool = True,
         else:
             raw = p.default
         params[p.name] = _parse_param(name, fn, p.name, p.kind, raw)
+    if det.plain is not None and all(
+            params[p.name] == _parse_param(name, fn, p.name, p.kind, p.default)
+            for p in det.params if p.elide):
+        # e.g. a window detector without a lag (or with lag 0m): resolved exactly as before the
+        # lag existed, to the kernel, parameters and key of the plain form (registry.Param)
+        params = {p.name: params[p.name] for p in det.plain.params}
+        det = det.plain
 
     staleness = parsed.get("staleness")
     if staleness is None and "staleness" in spec:

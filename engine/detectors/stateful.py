@@ -24,6 +24,10 @@ fn                 spec form (example)                                 output
 ``time_in_range``  ``{metric: glucose, fn: time_in_range, low: 70,     percent
                    high: 180, window: 14d}``
 ``coverage``       ``{metric: glucose, fn: coverage, window: 14d}``    percent
+``minutes_above``  ``{metric: glucose, fn: minutes_above,              minutes
+                   threshold: 250, window: 120m, interval: 5m}``
+``minutes_below``  ``{metric: glucose, fn: minutes_below,              minutes
+                   threshold: 54, window: 8h, interval: 5m}``
 =================  ==================================================  =============
 
 Common semantics, for every detector here: the output at a row depends only on that row and the
@@ -367,3 +371,89 @@ Percent of the trailing window covered by data (data sufficiency).
 
     Reference: Battelino et al., Diabetes Care 2019: 14 days with at least 70 % of possible
     readings.""", semantics=NULLS_AT_T))
+
+
+# --- cumulative time beyond a threshold in a trailing window -------------------------------------
+
+INTERVAL_LATEST = Param("interval", DURATION, required=False, default="0m",
+                        doc="what the latest reading of the window stands for: the sensor's "
+                            "sampling interval, e.g. 5m for CGM (default 0m)")
+
+_MINUTES_DOC = """
+Cumulative minutes {side} a threshold in the trailing window (time-weighted readings).
+
+    The sum, over the non-null readings j of the window with x_j {cond} threshold, of the time
+    each one stands for: a reading holds its value until the next reading, at most max_gap
+    (default 15m; 0m: no limit), and the latest reading (the row's own at a non-null row)
+    stands for `interval` (not capped by max_gap), so the output depends on no later row.
+    Readings back across the threshold pause the count and later ones add to it: unlike
+    `time_{side}` (the current unbroken run), the time need not be one run. Strict inequality:
+    a reading equal to the threshold is not {side} it. Null when the window holds no reading
+    (no data is not zero minutes; window 0m is always null). Lookback: window (the holds of
+    the window's readings end at readings inside it).
+
+    Window: the readings with t - window < ts <= t. The left end is open, unlike the closed
+    windows of `mean` or `count`, because this sums time and each reading brings its own: with
+    readings every 5 minutes a 120-minute window holds 24 readings whose 24 five-minute shares
+    make 120 minutes; with both ends closed it would hold 25, and a trace {side} the threshold
+    all along would read 125 minutes in a 120-minute period. A reading exactly `window` before
+    t is out, one microsecond later is in.
+
+    Worked example, CGM every 5 minutes with `threshold: 250, window: 120m, max_gap: 30m,
+    interval: 5m`: 18 consecutive readings above 250 read 90 at the 18th (17 holds of 5
+    minutes, plus 5 for the 18th) and 17 read 85; once the window holds 24 readings all above,
+    120, and it stays 120 while they do. With a dropout, readings at 10:00 (300), 10:45 (300)
+    and 10:50 (200) read 35 at 10:50 (the 10:00 reading holds 30 minutes, max_gap, of its
+    45-minute gap; the 10:45 one 5; 200 is not above); a reading of 240 at 12:05 reads 5 (the
+    10:00 reading has left the window (10:05, 12:05]; its hold into it is not counted).
+
+    Compared with `time_in_range`, which uses the same holds: time_in_range counts the part of
+    each hold inside [t - window, t], a reading before the window holding into it and the
+    latest reading holding only up to t (nothing at its own row); minutes_{side} counts the
+    whole holds of the readings inside (t - window, t] and lets the latest one stand for
+    `interval`, as the CGM consensus counts each reading for its sampling interval. On a
+    regular trace with `interval` the sampling interval, it is the held time of
+    [t - window + interval, t + interval]: the row's own reading counts at once.
+    At a null row the window ends at the row's time and the latest reading before it stands
+    for `interval`.
+{consensus}
+    False alarms: {guidance}
+
+    Reference: {reference}"""
+
+register(
+    "minutes_above", kernel=k.minutes_above,
+    params=(THRESHOLD, WINDOW, MAX_GAP_HOLD, INTERVAL_LATEST),
+    lookback=lambda p: p["window"], output="minutes", doc=_doc(_MINUTES_DOC.format(
+        side="above", cond=">",
+        consensus="""
+    Consensus: extended hyperglycaemia in clinical trials is more than 250 mg/dL for at least
+    90 cumulative minutes within a 120-minute period [to confirm]: `minutes_above >= 90` with
+    `threshold: 250, window: 120m, interval: 5m` (the sensor's sampling interval) and
+    `max_gap: 30m` (about twice it), so that one missed reading does not break the count.
+""",
+        guidance="""a dropout shorter than max_gap is filled with the reading before it,
+    so a high reading followed by 25 minutes without data counts 25 minutes: keep max_gap near
+    twice the sampling interval. Post-meal peaks above 250 mg/dL for an hour are common in
+    type 1 diabetes; the 90-of-120-minute criterion is meant to pass over them.""",
+        reference="""Battelino T et al. Continuous glucose monitoring and metrics for
+    clinical trials: an international consensus statement. Lancet Diabetes Endocrinol
+    2023;11(1):42-57."""), semantics=NULLS_AT_T))
+
+register(
+    "minutes_below", kernel=k.minutes_below,
+    params=(THRESHOLD, WINDOW, MAX_GAP_HOLD, INTERVAL_LATEST),
+    lookback=lambda p: p["window"], output="minutes", doc=_doc(_MINUTES_DOC.format(
+        side="below", cond="<",
+        consensus="""
+    E.g. cumulative minutes of level-2 hypoglycaemia over a night:
+    `{threshold: 54, window: 8h, interval: 5m, max_gap: 30m}`; the per-episode count is
+    `events_below`, the share of a 14-day period the `engine.scores` CGM metrics.
+""",
+        guidance="""sensor compression at night gives short false lows, each counting
+    its readings' minutes: require more cumulative minutes than one compression lasts (the
+    consensus episode needs 15 minutes), or use `events_below`. A dropout shorter than max_gap
+    is filled with the reading before it.""",
+        reference="""Battelino T et al., Lancet Diabetes Endocrinol 2023;11(1):42-57
+    (CGM metrics for clinical trials); Battelino T et al., Diabetes Care 2019;42:1593-1603
+    (international consensus on time in range)."""), semantics=NULLS_AT_T))

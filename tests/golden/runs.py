@@ -10,7 +10,6 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import polars as pl
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
