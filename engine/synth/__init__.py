@@ -15,13 +15,17 @@ True
 Modules: :mod:`.cohort` (patients, programme and episode allocation), :mod:`.episodes` (event
 models), :mod:`.signals` and :mod:`.glucose` (devices per programme), :mod:`.context` (one
 patient's simulation and the final clean-up of every series), :mod:`.timeline` (time grids and
-noise), :mod:`.generate` (frames), :mod:`.write` (Parquet).
+noise), :mod:`.variant` (the generator's settings: noise, sampling, missed readings, episode size
+and speed, gaps, artefacts; :data:`VARIANTS` names the default and the held-out ``"shifted"``
+configuration), :mod:`.generate` (frames), :mod:`.write` (Parquet, and ``generator.json``).
 """
 from __future__ import annotations
 
 from .episodes import EVENT_MODELS, PROGRAMME_EVENTS, Effect, EventModel
 from .generate import DEFAULT_START, EVENTS_SCHEMA, Cohort, generate_cohort
-from .write import read_cohort, write_cohort
+from .variant import VARIANTS, Variant
+from .write import read_cohort, read_generator_record, write_cohort
 
-__all__ = ["Cohort", "generate_cohort", "write_cohort", "read_cohort", "EVENT_MODELS",
-           "PROGRAMME_EVENTS", "EventModel", "Effect", "DEFAULT_START", "EVENTS_SCHEMA"]
+__all__ = ["Cohort", "generate_cohort", "write_cohort", "read_cohort", "read_generator_record",
+           "Variant", "VARIANTS", "EVENT_MODELS", "PROGRAMME_EVENTS", "EventModel", "Effect",
+           "DEFAULT_START", "EVENTS_SCHEMA"]

@@ -138,11 +138,14 @@ def draw_patients(n: int, days: int, seed: int, start: int,
     return out
 
 
-def assign_episodes(patients: list[Patient], seed: int, rate: float) -> dict[int, Episode]:
+def assign_episodes(patients: list[Patient], seed: int, rate: float, *,
+                    effect_scale: float = 1.0, prodrome_scale: float = 1.0,
+                    ) -> dict[int, Episode]:
     """Give ``rate`` of each programme's patients one episode (patient index -> episode).
 
     Event types are shared out by quota (:data:`PROGRAMME_EVENTS` weights). A patient whose
     follow-up is too short for the drawn event type stays without an episode.
+    ``effect_scale`` and ``prodrome_scale`` go to :func:`~engine.synth.episodes.draw_episode`.
     """
     rng = np.random.default_rng([seed, 0xE915])
     episodes: dict[int, Episode] = {}
@@ -156,7 +159,8 @@ def assign_episodes(patients: list[Patient], seed: int, rate: float) -> dict[int
         for i, event_type in zip(chosen, types):
             p = members[i]
             ep = draw_episode(p.rng("episode"), EVENT_MODELS[str(event_type)], p.enrolled_at,
-                              p.ends_at)
+                              p.ends_at, effect_scale=effect_scale,
+                              prodrome_scale=prodrome_scale)
             if ep is not None:
                 episodes[p.index] = ep
     return episodes

@@ -6,6 +6,10 @@ follow-up, in a transmission gap, a hospital stay or a labelled silence; values 
 device's resolution and clipped into what the device can physically report (inside the
 :data:`engine.schema.METRICS` limits, so the sample is clean); whole-second times; one reading
 per instant.
+
+The context also carries the cohort's :class:`~engine.synth.variant.Variant`: :meth:`measure`,
+:meth:`day_wander` and :meth:`noise` scale the noise, :meth:`kept` turns a device's habitual
+share of sent readings into the variant's, and the unlabelled gaps follow its gap rate.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from ..schema import METRICS
 from .cohort import Patient
 from .episodes import Episode
 from .timeline import DAY, SECOND, WEEK, ar1, outside
+from .variant import Variant
 
 #: decimals each metric is reported with (whole numbers where not listed)
 DECIMALS = {"weight": 1, "temp": 1, "cpap_hours": 2, "ahi": 1, "mask_leak": 1, "albumin": 1,
@@ -30,7 +35,8 @@ DEVICE_RANGE = {
     "albumin": (15, 50), "icope_locomotion": (4, 60),
 }
 
-#: unlabelled transmission gaps: expected number per patient-week, and their length in days
+#: unlabelled transmission gaps: expected number per patient-week (times the variant's
+#: ``gap_rate_scale``), and their length in days
 GAPS_PER_WEEK = 0.06
 GAP_DAYS = (1.0, 2.5)
 
@@ -52,6 +58,7 @@ class Context:
     patient: Patient
     episode: Episode | None
     out: list[Readings] = field(default_factory=list)
+    variant: Variant = field(default_factory=Variant)
 
     def __post_init__(self):
         self.t0, self.t1 = self.patient.enrolled_at, self.patient.ends_at
@@ -75,16 +82,27 @@ class Context:
 
     def _draw_gaps(self) -> list[tuple[int, int]]:
         rng = self.rng("gaps")
-        n = int(rng.poisson(GAPS_PER_WEEK * (self.t1 - self.t0) / WEEK))
+        per_week = GAPS_PER_WEEK * self.variant.gap_rate_scale
+        n = int(rng.poisson(per_week * (self.t1 - self.t0) / WEEK))
         starts = rng.integers(self.t0, self.t1, n)
         lengths = (rng.uniform(*GAP_DAYS, n) * DAY).astype(np.int64)
         return self.clear_of_episode([(int(a), int(a + d)) for a, d in zip(starts, lengths)])
 
     def day_wander(self, rng: np.random.Generator, ts: np.ndarray, phi: float,
                    sd: float) -> np.ndarray:
-        """A slow AR(1) wander by day of follow-up (fluid, fitness, diet), read at ``ts``."""
+        """A slow AR(1) wander by day of follow-up (fluid, fitness, diet), read at ``ts``;
+        ``sd`` is scaled by the variant's ``noise_scale``."""
         day = np.clip((ts - self.t0) // DAY, 0, self.n_days - 1)
-        return ar1(rng, self.n_days, phi, sd)[day]
+        return ar1(rng, self.n_days, phi, self.noise(sd))[day]
+
+    def noise(self, sd: float) -> float:
+        """A noise standard deviation scaled by the variant's ``noise_scale``."""
+        return sd * self.variant.noise_scale
+
+    def kept(self, keep: float, *, scheduled: bool = True) -> float:
+        """The probability a reading is sent, for a device that sends it with ``keep`` by
+        default (:meth:`engine.synth.variant.Variant.kept`)."""
+        return self.variant.kept(keep, scheduled=scheduled)
 
     def effect(self, metric: str, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
         return x if self.episode is None else self.episode.apply(metric, ts, x)
@@ -101,11 +119,12 @@ class Context:
         """``level`` + slow AR(1) wander by day + episode change + reading noise, at ``ts``.
 
         ``level`` is the patient's usual value, or a function of ``ts`` for a usual value that
-        moves (weight after bariatric surgery, a settling fever).
+        moves (weight after bariatric surgery, a settling fever). Both ``sd_day`` and ``sd_read``
+        are scaled by the variant's ``noise_scale``.
         """
         base = level(ts) if callable(level) else level
         x = self.effect(metric, ts, base + self.day_wander(rng, ts, phi, sd_day))
-        return x + rng.normal(0.0, sd_read, ts.size)
+        return x + rng.normal(0.0, self.noise(sd_read), ts.size)
 
     def emit(self, metric: str, ts: np.ndarray, value: np.ndarray, source: str) -> None:
         """Keep what is transmitted, round and clip it, and add the series to :attr:`out`."""

@@ -247,15 +247,23 @@ def _duration(rng: np.random.Generator, bounds: tuple[str, str]) -> int:
     return _seconds(rng, *(parse_duration(b, what="episode duration") for b in bounds))
 
 
-def draw_episode(rng: np.random.Generator, model: EventModel, t0: int, t1: int,
-                 ) -> Episode | None:
+def draw_episode(rng: np.random.Generator, model: EventModel, t0: int, t1: int, *,
+                 effect_scale: float = 1.0, prodrome_scale: float = 1.0) -> Episode | None:
     """Place one episode of ``model`` in a follow-up ``[t0, t1)``, or ``None`` if it cannot fit.
 
     The onset is uniform over the instants that leave ``model.baseline`` of data before it and
     ``model.tail`` of follow-up after the event.
+
+    ``effect_scale`` multiplies the magnitudes of the ``add`` and ``scale`` effects (a relative
+    fall at most -95 %; ``toward`` targets and ``set`` flags define the event and are kept);
+    ``prodrome_scale`` multiplies the lead (onset to event, to the second) unless the model is a
+    silence. Neither draws anything: the same ``rng`` gives the same draws whatever they are
+    (:class:`engine.synth.Variant`).
     """
     u = float(rng.random())
     lead = _duration(rng, model.lead)
+    if prodrome_scale != 1.0 and not model.silence:
+        lead = round(lead * prodrome_scale / SECOND) * SECOND
     hold = _duration(rng, model.hold)
     recovery = None if model.recovery is None else _duration(rng, model.recovery)
     stay = _duration(rng, model.hospital_stay)
@@ -274,6 +282,11 @@ def draw_episode(rng: np.random.Generator, model: EventModel, t0: int, t1: int,
             continue
         q = float(np.clip(u + j, 0.0, 1.0))
         magnitudes[eff.metric] = eff.lo + q * (eff.hi - eff.lo)
+        if effect_scale != 1.0 and eff.kind == "add":
+            magnitudes[eff.metric] *= effect_scale
+        elif effect_scale != 1.0 and eff.kind == "scale":
+            # a relative fall stops short of nothing at all (steps -60 % at 2 is not -120 %)
+            magnitudes[eff.metric] = max(magnitudes[eff.metric] * effect_scale, -0.95)
     hospital = None
     if model.hospital_prob and u >= 1.0 - model.hospital_prob:
         # admitted within a few hours of the event; nothing is transmitted from hospital

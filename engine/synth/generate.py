@@ -1,4 +1,8 @@
-"""Assemble a synthetic cohort: patients, their episodes, their telemetry, as polars frames."""
+"""Assemble a synthetic cohort: patients, their episodes, their telemetry, as polars frames.
+
+A :class:`~engine.synth.variant.Variant` (``variant=``) changes the generator's settings; the
+default variant is the generator as it always was, frame for frame.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,10 +14,11 @@ import polars as pl
 
 from ..errors import InputError
 from ..schema import METRICS, PROGRAMMES, TELEMETRY_SCHEMA, TS_DTYPE
-from .cohort import EPISODE_RATE, Patient, assign_episodes, draw_patients, patients_frame
+from .cohort import Patient, assign_episodes, draw_patients, patients_frame
 from .episodes import Episode
 from .signals import simulate
 from .timeline import timestamps
+from .variant import Variant, resolve_variant
 
 #: default first day of a cohort: fixed, so that a seed alone fixes the bytes
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -88,7 +93,8 @@ def _check_programmes(programmes: Sequence[str] | None) -> tuple[str, ...]:
 def generate_cohort(n_patients: int, days: int, seed: int,
                     start: datetime | date | str | None = None,
                     programmes: Sequence[str] | None = None, *,
-                    episode_rate: float = EPISODE_RATE) -> Cohort:
+                    episode_rate: float | None = None,
+                    variant: Variant | str | None = None) -> Cohort:
     """Generate a labelled synthetic home-telemonitoring cohort.
 
     Parameters
@@ -104,9 +110,15 @@ def generate_cohort(n_patients: int, days: int, seed: int,
         First instant of the window (naive means UTC). Default 2026-01-05T00:00Z, never "now".
     programmes : sequence of str, optional
         Programmes to draw from (names of :data:`engine.schema.PROGRAMMES`); default all.
-    episode_rate : float
-        Share of each programme's patients given one labelled episode (default 0.3). A patient
-        whose follow-up is too short for the drawn episode stays stable.
+    episode_rate : float, optional
+        Share of each programme's patients given one labelled episode (default: the variant's,
+        0.3 for the default variant). A patient whose follow-up is too short for the drawn
+        episode stays stable. Given, it overrides the variant's ``episode_rate``.
+    variant : Variant or str, optional
+        The generator's settings (noise, sampling, missed readings, episode size and speed,
+        gaps, artefacts): a :class:`~engine.synth.variant.Variant` or the name of one of
+        :data:`~engine.synth.variant.VARIANTS` (``"default"``, ``"shifted"``). Default
+        ``Variant()``, which gives exactly the frames of the generator without variants.
 
     Returns
     -------
@@ -121,17 +133,20 @@ def generate_cohort(n_patients: int, days: int, seed: int,
     [('P000001', 'covid_home', 72), ('P000002', 'older_home', 86)]
     >>> c.telemetry.filter(metric="weight").select("patient_id", "value", "source").head(2).rows()
     [('P000002', 68.4, 'scale-01'), ('P000002', 68.3, 'scale-01')]
+    >>> held_out = generate_cohort(7, days=14, seed=1, variant="shifted")
+    >>> held_out.patients.equals(c.patients)   # the same patients, other data
+    True
     """
     n = _check_int("n_patients", n_patients, 1)
     n_days = _check_int("days", days, 1)
     seed = _check_int("seed", seed, 0)
     chosen = _check_programmes(programmes)
-    if not isinstance(episode_rate, (int, float)) or not 0.0 <= episode_rate <= 1.0:
-        raise InputError("The 'episode_rate' parameter of generate_cohort must be a number in "
-                         f"[0, 1]. Got {episode_rate!r} instead.")
+    v = resolve_variant(variant, episode_rate)
     patients = draw_patients(n, n_days, seed, start_us(start), chosen)
-    episodes = assign_episodes(patients, seed, float(episode_rate))
-    series = [(p.patient_id, r) for p in patients for r in simulate(p, episodes.get(p.index))]
+    episodes = assign_episodes(patients, seed, v.episode_rate, effect_scale=v.effect_scale,
+                               prodrome_scale=v.prodrome_scale)
+    series = [(p.patient_id, r) for p in patients
+              for r in simulate(p, episodes.get(p.index), v)]
     return Cohort(telemetry_frame(series), patients_frame(patients),
                   events_frame(patients, episodes))
 

@@ -11,6 +11,11 @@ The sensor reads 40-400 mg/dL (outside it a Dexcom shows LOW/HIGH, written here 
 changed every 10 days with a 2-hour warm-up without readings; a quarter of the days have a
 signal loss of 15 min to 3 h; about one night in 15 a *compression low* (the patient lies on
 the sensor) reads 30-60 mg/dL too low for 15-40 min: a plausible but wrong low.
+
+Under a :class:`~engine.synth.variant.Variant` the 5-minute interval stays (it is the device's,
+and the rule packs' ``cgm_interval``); ``noise_scale`` scales the sensor error and the slow
+wander, ``missed_rate_scale`` the odds of a day with a signal loss, ``sampling_scale`` the
+length of a signal loss and ``artefact_rate_scale`` the rate of compression lows.
 """
 from __future__ import annotations
 
@@ -44,9 +49,13 @@ def _sensor_gaps(rng: np.random.Generator, ctx: Context) -> list[tuple[int, int]
     changes = np.arange(ctx.t0, ctx.t1, SENSOR_LIFE, dtype=np.int64)
     gaps = [(int(a), int(a + WARM_UP)) for a in changes[1:]]
     days = local_days(ctx.t0, ctx.t1)
-    lost = days[rng.random(days.size) < 0.25]
+    lost = days[rng.random(days.size) < ctx.variant.missed(0.25)]
     starts = lost + rng.integers(0, DAY, lost.size)
-    lengths = rng.integers(15 * MINUTE, 3 * HOUR, lost.size)
+    shortest, longest = 15 * MINUTE, 3 * HOUR
+    stretch = ctx.variant.sampling_scale
+    if stretch != 1.0:
+        shortest, longest = round(shortest * stretch), round(longest * stretch)
+    lengths = rng.integers(shortest, longest, lost.size)
     gaps += [(int(a), int(a + d)) for a, d in zip(starts, lengths)]
     # a sensor change or signal loss is never placed over a labelled episode
     return ctx.clear_of_episode(gaps)
@@ -61,11 +70,12 @@ def glucose(ctx: Context) -> None:
     wander = 22.0 if type1 else 12.0
     ts = regular_times(rng, ctx.t0, ctx.t1, STEP)
     dawn = rng.uniform(0, 20) * np.exp(-(((local_hour(ts) - 6.5) / 1.5) ** 2))
-    x = mean + _meal_response(rng, ctx, ts, amplitude) + dawn + ar1(rng, ts.size, 0.985, wander)
+    x = mean + _meal_response(rng, ctx, ts, amplitude) + dawn \
+        + ar1(rng, ts.size, 0.985, ctx.noise(wander))
     # sensor error is relative (CGM MARD about 9 %): small at a hypoglycaemic nadir
-    x = ctx.effect("glucose", ts, x) * (1.0 + rng.normal(0.0, 0.04, ts.size))
+    x = ctx.effect("glucose", ts, x) * (1.0 + rng.normal(0.0, ctx.noise(0.04), ts.size))
     nights = local_days(ctx.t0, ctx.t1)
-    nights = nights[rng.random(nights.size) < 1 / 15]
+    nights = nights[rng.random(nights.size) < ctx.variant.artefact_rate(1 / 15)]
     nights = nights + rng.integers(HOUR, 5 * HOUR, nights.size)
     for a in nights:
         span = int(rng.integers(15 * MINUTE, 40 * MINUTE))

@@ -8,6 +8,12 @@ the scale, a pedometer left on the table). Every series then goes through
 :meth:`engine.synth.context.Context.emit`.
 
 Glucose (CGM) lives in :mod:`engine.synth.glucose`.
+
+The cohort's :class:`~engine.synth.variant.Variant` acts through the context: every habitual
+share of sent readings goes through :meth:`Context.kept <engine.synth.context.Context.kept>`,
+every noise through :meth:`Context.measure <engine.synth.context.Context.measure>` or
+:meth:`Context.noise <engine.synth.context.Context.noise>`, every artefact rate through
+:func:`_artefact` (or ``artefact_rate`` directly).
 """
 from __future__ import annotations
 
@@ -19,15 +25,17 @@ from .episodes import Episode
 from .glucose import glucose
 from .timeline import (DAY, HOUR, MINUTE, WEEK, daily_times, jitter, local_days, local_hour,
                        local_midnight, slot_times)
+from .variant import Variant
 
 #: the device that reports an episode's marker row
 MARKER_SOURCE = {"fall": "fall-detector"}
 
 
-def _artefact(rng: np.random.Generator, x: np.ndarray, rate: float, lo: float,
+def _artefact(ctx: Context, rng: np.random.Generator, x: np.ndarray, rate: float, lo: float,
               hi: float) -> np.ndarray:
-    """Add ``U(lo, hi)`` to a random ``rate`` of the readings (one-off wrong readings)."""
-    hit = rng.random(x.size) < rate
+    """Add ``U(lo, hi)`` to a random ``rate`` of the readings (one-off wrong readings); the rate
+    is scaled by the variant's ``artefact_rate_scale``."""
+    hit = rng.random(x.size) < ctx.variant.artefact_rate(rate)
     x = x.copy()
     x[hit] += rng.uniform(lo, hi, int(hit.sum()))
     return x
@@ -42,17 +50,17 @@ def weight(ctx: Context, keep: float, sd_day: float = 0.35, sd_read: float = 0.2
     ``level`` (kg, or a function of ``ts``) defaults to the patient's baseline weight.
     """
     rng = ctx.rng("weight")
-    ts = daily_times(rng, ctx.t0, ctx.t1, 7.5, 45, keep)
+    ts = daily_times(rng, ctx.t0, ctx.t1, 7.5, 45, ctx.kept(keep))
     base = ctx.patient.baseline_weight_kg if level is None else level
     x = ctx.measure(rng, "weight", ts, base, sd_day, sd_read, phi=0.7)
-    ctx.emit("weight", ts, _artefact(rng, x, 0.01, 0.8, 2.0), "scale-01")  # shoes, clothes
+    ctx.emit("weight", ts, _artefact(ctx, rng, x, 0.01, 0.8, 2.0), "scale-01")  # shoes, clothes
     return ts
 
 
 def dyspnoea(ctx: Context, level: float) -> None:
     """Evening breathlessness self-report (mMRC-like 0-4), on about 60 % of days."""
     rng = ctx.rng("dyspnoea")
-    ts = daily_times(rng, ctx.t0, ctx.t1, 20.0, 60, 0.6)
+    ts = daily_times(rng, ctx.t0, ctx.t1, 20.0, 60, ctx.kept(0.6))
     ctx.emit("dyspnoea", ts, ctx.measure(rng, "dyspnoea", ts, level, 0.3, 0.35),
              "questionnaire")
 
@@ -67,15 +75,15 @@ def spot_vitals(ctx: Context, levels: dict, keep: float, on_oxygen: int) -> None
     sessions, blood pressure in the morning only.
     """
     rng = ctx.rng("vitals")
-    ts = slot_times(rng, ctx.t0, ctx.t1, (8.5, 13.0, 18.5, 21.5), 30, keep)
+    ts = slot_times(rng, ctx.t0, ctx.t1, (8.5, 13.0, 18.5, 21.5), 30, ctx.kept(keep))
     hour = local_hour(ts)
     sd = {"spo2": (0.7, 0.9), "heart_rate": (3, 5), "resp_rate": (1.0, 1.5),
           "temp": (0.12, 0.18), "sbp": (5, 7), "dbp": (3, 5)}
     x = {m: ctx.measure(rng, m, ts, levels[m], *sd[m]) for m in sd}
-    x["spo2"] = _artefact(rng, x["spo2"], 0.015, -12.0, -6.0)  # cold finger, poor contact
-    x["heart_rate"] = _artefact(rng, x["heart_rate"], 0.01, 20.0, 40.0)  # moving hand
-    x["temp"] = _artefact(rng, x["temp"], 0.01, -1.6, -1.0)  # forehead thermometer too far
-    x["sbp"] = _artefact(rng, x["sbp"], 0.01, 15.0, 30.0)  # talking, arm below the heart
+    x["spo2"] = _artefact(ctx, rng, x["spo2"], 0.015, -12.0, -6.0)  # cold finger, poor contact
+    x["heart_rate"] = _artefact(ctx, rng, x["heart_rate"], 0.01, 20.0, 40.0)  # moving hand
+    x["temp"] = _artefact(ctx, rng, x["temp"], 0.01, -1.6, -1.0)  # thermometer too far
+    x["sbp"] = _artefact(ctx, rng, x["sbp"], 0.01, 15.0, 30.0)  # talking, arm below the heart
     morning, evening = hour < 11.0, (hour > 17.0) & (hour < 20.0)
     ctx.emit("spo2", ts, x["spo2"], "oximeter-02")
     ctx.emit("heart_rate", ts, x["heart_rate"], "oximeter-02")
@@ -92,10 +100,11 @@ def steps(ctx: Context, median: float) -> None:
     """Daily step total, stamped at 23:59 local; day-to-day CV about 25 %."""
     rng = ctx.rng("steps")
     ts = local_days(ctx.t0, ctx.t1) + 23 * HOUR + 59 * MINUTE
-    ts = ts[rng.random(ts.size) < 0.95]
-    log = ctx.day_wander(rng, ts, 0.5, 0.15) + rng.normal(0, 0.2, ts.size)
+    ts = ts[rng.random(ts.size) < ctx.kept(0.95)]
+    log = ctx.day_wander(rng, ts, 0.5, 0.15) + rng.normal(0, ctx.noise(0.2), ts.size)
     x = ctx.effect("steps", ts, median * np.exp(log))
-    worn = rng.random(ts.size) >= 0.03  # left on the table: a near-empty day
+    # left on the table: a near-empty day
+    worn = rng.random(ts.size) >= ctx.variant.artefact_rate(0.03)
     x = np.where(worn, x, x * rng.uniform(0.02, 0.2, ts.size))
     ctx.emit("steps", ts, x, "pedometer")
 
@@ -110,7 +119,8 @@ def albumin(ctx: Context) -> None:
     ts += [check] if check is not None else []
     ts = np.asarray([local_midnight(t) + 9 * HOUR for t in ts], dtype=np.int64)
     ts = ts + jitter(rng, ts.size, 60)
-    x = ctx.effect("albumin", ts, rng.uniform(36.0, 44.0) + rng.normal(0, 1.5, ts.size))
+    x = ctx.effect("albumin", ts, rng.uniform(36.0, 44.0)
+                   + rng.normal(0, ctx.noise(1.5), ts.size))
     ctx.emit("albumin", ts, x, "lab")
 
 
@@ -136,7 +146,8 @@ def icope(ctx: Context) -> None:
         flip[0] = False
         x = np.where(flip, 1.0 - flag, flag)
         ctx.emit(metric, ts, ctx.effect(metric, ts, x), "icope-monitor")
-    chair = np.clip(rng.normal(12.5, 3.0), 6.0, 30.0) + np.r_[0.0, rng.normal(0, 1.0, 1)]
+    chair = np.clip(rng.normal(12.5, 3.0), 6.0, 30.0) \
+        + np.r_[0.0, rng.normal(0, ctx.noise(1.0), 1)]
     ctx.emit("icope_locomotion", ts, ctx.effect("icope_locomotion", ts, chair[: ts.size]),
              "icope-monitor")
 
@@ -148,13 +159,13 @@ def heart_failure(ctx: Context) -> None:
     breathlessness. The weight level is the dry weight (``baseline_weight_kg``)."""
     w_ts = weight(ctx, keep=0.9)
     rng = ctx.rng("bp-cuff")
-    ts = w_ts[rng.random(w_ts.size) < 0.85]
+    ts = w_ts[rng.random(w_ts.size) < ctx.kept(0.85, scheduled=False)]  # follows weighings
     ts = ts + rng.integers(2 * MINUTE, 7 * MINUTE, ts.size)
     hr = ctx.measure(rng, "heart_rate", ts, rng.uniform(60, 85), 3, 4)
     sbp = ctx.measure(rng, "sbp", ts, rng.uniform(105, 135), 5, 7)
     dbp = ctx.measure(rng, "dbp", ts, rng.uniform(60, 80), 3, 5)
-    ctx.emit("heart_rate", ts, _artefact(rng, hr, 0.01, 20.0, 40.0), "bp-cuff-03")
-    ctx.emit("sbp", ts, _artefact(rng, sbp, 0.01, 15.0, 30.0), "bp-cuff-03")
+    ctx.emit("heart_rate", ts, _artefact(ctx, rng, hr, 0.01, 20.0, 40.0), "bp-cuff-03")
+    ctx.emit("sbp", ts, _artefact(ctx, rng, sbp, 0.01, 15.0, 30.0), "bp-cuff-03")
     ctx.emit("dbp", ts, dbp, "bp-cuff-03")
     dyspnoea(ctx, rng.uniform(0.8, 2.0))
 
@@ -197,12 +208,12 @@ def sleep_apnoea(ctx: Context) -> None:
     About 4 % of nights the mask stays off (0 h, no AHI or leak for that night).
     """
     rng = ctx.rng("cpap")
-    ts = daily_times(rng, ctx.t0, ctx.t1, 7.0, 40, 0.95)
+    ts = daily_times(rng, ctx.t0, ctx.t1, 7.0, 40, ctx.kept(0.95))
     hours = ctx.measure(rng, "cpap_hours", ts, rng.uniform(5.5, 8.0), 0.6, 0.9, phi=0.5)
     hours[rng.random(ts.size) < 0.04] = 0.0
     ahi = ctx.measure(rng, "ahi", ts, rng.uniform(1.0, 5.5), 0.6, 1.0)
     leak = ctx.measure(rng, "mask_leak", ts, rng.uniform(4.0, 18.0), 3.0, 4.0)
-    leak = _artefact(rng, leak, 0.03, 20.0, 60.0)  # mouth leak, mask knocked off in sleep
+    leak = _artefact(ctx, rng, leak, 0.03, 20.0, 60.0)  # mouth leak, mask knocked off
     used = hours >= 0.5
     ctx.emit("cpap_hours", ts, hours, "cpap-resmed")
     ctx.emit("ahi", ts[used], ahi[used], "cpap-resmed")
@@ -241,9 +252,11 @@ PROGRAMME_SIGNALS = {
 }
 
 
-def simulate(patient: Patient, episode: Episode | None) -> list[Readings]:
-    """All series one patient sends over follow-up, with the episode's marker row if any."""
-    ctx = Context(patient, episode)
+def simulate(patient: Patient, episode: Episode | None,
+             variant: Variant | None = None) -> list[Readings]:
+    """All series one patient sends over follow-up, with the episode's marker row if any,
+    under ``variant`` (default: :class:`~engine.synth.variant.Variant()`)."""
+    ctx = Context(patient, episode, variant=Variant() if variant is None else variant)
     PROGRAMME_SIGNALS[patient.programme](ctx)
     marker = episode.model.marker if episode is not None else None
     if marker:
