@@ -5,16 +5,21 @@ import typer
 
 from engine.commands.backtest import backtest
 from engine.commands.generate import generate
+from engine.commands.queue import app as queue_app
 from engine.commands.rules import app as rules_app
 from engine.commands.score import score
+from engine.commands.train import train
 
 app = typer.Typer(name="veille", no_args_is_help=True, add_completion=False,
                   help="Clinical alert and risk-scoring engine for home telemonitoring.")
 app.command("score")(score)
 app.command("generate")(generate)
 app.command("backtest")(backtest)
+app.command("train")(train)
 
 app.add_typer(rules_app, name="rules", help="Validate, test and explain rule packs.")
+app.add_typer(queue_app, name="queue",
+              help="The queue kept in a store: list it, acknowledge, snooze, resolve alerts.")
 
 
 def main() -> None:

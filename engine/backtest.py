@@ -49,12 +49,14 @@ EVENT_COLUMNS = ("patient_id", "event_type", "onset", "event_time")
 
 
 def load_events(source, *, tz: str | None = None, skip_unknown: bool = False,
-                name: str | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+                name: str | None = None, any_type: bool = False
+                ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Read and check a labelled-events table; returns the events and the count of each event
     type no pack is meant to detect (dropped only with ``skip_unknown``).
 
     Columns: ``patient_id``, ``event_type`` (one of :data:`EVENT_PACKS`), ``onset`` and
-    ``event_time`` (timestamps, or ISO text read in ``tz`` when it has no offset).
+    ``event_time`` (timestamps, or ISO text read in ``tz`` when it has no offset). With
+    ``any_type`` every event type is kept (training the risk model on a site's own labels).
     """
     from .errors import InputError
     from .ingest import check_zone
@@ -89,6 +91,8 @@ def load_events(source, *, tz: str | None = None, skip_unknown: bool = False,
           if c in raw.columns))
     counts = events.group_by("event_type").len()
     unknown = {t: n for t, n in counts.iter_rows() if t not in EVENT_PACKS}
+    if any_type:
+        return events, unknown
     if unknown and not skip_unknown:
         listed = ", ".join(f"'{t}' ({n} events)" for t, n in sorted(unknown.items()))
         raise InputError(f"event type(s) {listed} are not known: no pack is meant to detect "

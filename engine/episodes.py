@@ -43,6 +43,7 @@ from .durations import format_duration
 from .memory import POOL
 from .ruleset.evaluate import resolve_column
 from .ruleset.evidence import evidence_column, labels_json, parse_template, reason_column
+from .ruleset.i18n import DEFAULT_LANG, check_lang
 from .schema import TS_DTYPE
 from .timeline import Timeline, fresh_column
 
@@ -161,13 +162,16 @@ _MISSING = {"false": UNKNOWN, "true": HOLDS, "hold": SKIP}
 
 
 def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
-                  pack, *, pending: list | None = None) -> pl.DataFrame:
+                  pack, *, pending: list | None = None, lang: str = DEFAULT_LANG
+                  ) -> pl.DataFrame:
     """Episodes of every enabled rule of ``pack`` from its condition columns (one per rule id,
     from :func:`engine.ruleset.evaluate.conditions`, computed or lazy) on ``timeline``.
 
     With ``pending`` (a list), the frame of the rules pending at each patient's last timeline
-    time (:data:`PENDING_COLUMNS`) is appended to it.
+    time (:data:`PENDING_COLUMNS`) is appended to it. ``lang`` ('fr' or 'en') is the language
+    of the titles and reasons (:mod:`engine.ruleset.i18n`); nothing else depends on it.
     """
+    check_lang(lang)
     rules = [r for r in pack.rules if r.enabled]
     if timeline.height == 0 or not rules:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
@@ -202,13 +206,13 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
             if series.size:
                 waiting.append((r, series, pend[:, series], offsets))
     if pending is not None and waiting:
-        pending.append(_pending_frame(pack, timeline, waiting))
+        pending.append(_pending_frame(pack, timeline, waiting, lang))
     if not rows:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
-    return _frame(pack, timeline, rows)
+    return _frame(pack, timeline, rows, lang)
 
 
-def _pending_frame(pack, tl: Timeline, waiting) -> pl.DataFrame:
+def _pending_frame(pack, tl: Timeline, waiting, lang: str) -> pl.DataFrame:
     """The pending rules (``waiting``: a rule, its series with a pending run, their run start
     row, fresh readings and latest opening), with evidence and reason at the last time."""
     found, extra = [], []
@@ -226,7 +230,7 @@ def _pending_frame(pack, tl: Timeline, waiting) -> pl.DataFrame:
             else:
                 extra.append((f"cooldown: {format_duration(r.cooldown_us)}",
                               pend[2, k] + r.cooldown_us))
-    frame = _frame(pack, tl, found)
+    frame = _frame(pack, tl, found, lang)
     return frame.with_columns(
         waiting_for=pl.Series([e[0] for e in extra], dtype=pl.String),
         fires_at=pl.Series([e[1] for e in extra], dtype=pl.Int64).cast(pl.Datetime("us"))
@@ -234,9 +238,10 @@ def _pending_frame(pack, tl: Timeline, waiting) -> pl.DataFrame:
         [pl.col(c).cast(t) for c, t in PENDING_COLUMNS.items()])
 
 
-def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
+def _frame(pack, tl: Timeline, found, lang: str) -> pl.DataFrame:
     """The episodes of a pack's rules (``found``: a rule and its episodes' rows), with the
-    evidence at their opening and the reason sentence, built as one frame."""
+    evidence at their opening and the title and reason sentence in ``lang``, built as one
+    frame."""
     ts = tl.ts
     opened = np.concatenate([f[1] for f in found])
     resolved = np.concatenate([f[4] for f in found])
@@ -251,12 +256,16 @@ def _frame(pack, tl: Timeline, found) -> pl.DataFrame:
             values = ([sym.value] * k if sym.column is None
                       else at_rows.get_column(sym.column).slice(start, k).to_list())
             columns[n] = (values, _unit(sym))
-        parts = parse_template(rule.reason)[0] if rule.reason else None
+        heading, heading_lang = rule.title_in(lang)
+        template, reason_lang = rule.reason_in(lang)
+        # a rule without a reason reads its title and values, in the title's language
+        parts = parse_template(template)[0] if template else None
         evidence += evidence_column(columns)
-        reasons += reason_column(parts, rule.title, columns, set(rule.params))
+        reasons += reason_column(parts, heading, columns, set(rule.params),
+                                 lang=reason_lang if parts is not None else heading_lang)
         ids += [rule.id] * k
         sev += [rule.severity] * k
-        title += [rule.title] * k
+        title += [heading] * k
         labels += [labels_json(rule.labels)] * k
         start += k
     us = pl.DataFrame({

@@ -46,3 +46,13 @@ class RuleError(VeilleError):
 
 class OutputError(VeilleError):
     """An output path that cannot be written (unknown extension, unwritable folder)."""
+
+
+class ModelError(VeilleError):
+    """A model artifact that cannot be saved or loaded safely: a file missing, changed, truncated
+    or edited, a type outside the trusted list, features or library versions that differ from the
+    running engine's. ``path`` is the file at fault; the message starts with it."""
+
+    def __init__(self, message: str, *, path: str | None = None):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path

@@ -35,6 +35,7 @@ from .ingest.index import SeriesIndex
 from .patients import Cohort, check_patients, load_patients
 from .paths import bundled
 from .ruleset.evaluate import conditions
+from .ruleset.i18n import DEFAULT_LANG, check_lang
 from .timeline import Telemetry, build
 
 #: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
@@ -42,7 +43,7 @@ from .timeline import Telemetry, build
 CHUNK_ROWS = 2_000_000
 #: chunks evaluated at the same time (each one's kernels are themselves parallel)
 WORKERS = 2
-STAGES = ("ingest", "detect", "timeline", "rules+episodes", "queue")
+STAGES = ("ingest", "detect", "timeline", "rules+episodes", "risk", "queue")
 #: the furthest a queue may be drawn up after the latest reading of the input: beyond it the
 #: export is stale (a year of silence for every device) and an evaluation cadence would run over
 #: a span no telemonitoring programme has
@@ -64,6 +65,11 @@ class Result:
     #: rules whose condition holds at a patient's last evaluation time without having fired
     #: (``for:``, ``confirm_readings`` or a cooldown to come): :data:`engine.episodes.PENDING_COLUMNS`
     pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PENDING_COLUMNS))
+    #: the risk model's calibrated probability at every point of each patient's 4-hour grid
+    #: (``patient_id``, ``ts``, ``risk``); None without a model
+    risk: pl.DataFrame | None = None
+    #: the model's input at those times (``patient_id``, ``ts``, the features in order)
+    features: pl.DataFrame | None = None
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -81,20 +87,39 @@ class Engine:
     >>> result.queue.head()                        # doctest: +SKIP
     """
 
-    def __init__(self, ruleset):
+    def __init__(self, ruleset, model=None, *, lang: str = DEFAULT_LANG):
         self.ruleset = ruleset
-        self.plan = DetectorPlan.of(ruleset.packs)
+        self.model = model
+        #: the language of the alerts' titles and reasons: 'fr' (default) or 'en'
+        self.lang = check_lang(lang)
+        packs = list(ruleset.packs)
+        if model is not None:
+            from .risk.features import features_pack
+
+            packs.append(features_pack())
+        self.plan = DetectorPlan.of(packs)
 
     @classmethod
     def from_paths(cls, rules: str | Path | Sequence[str | Path] | None = None,
-                   sites: Sequence[str | Path] = ()) -> "Engine":
+                   sites: Sequence[str | Path] = (), *, model: str | Path | None = None,
+                   lang: str = DEFAULT_LANG) -> "Engine":
+        """An engine over rule packs (default: the bundled ``rules/``) and site overrides, with
+        the risk model of the artifact folder ``model`` (``"default"``: the bundled one; None:
+        no model, the queue ranks by severity then waiting time). ``lang`` is the language of
+        the alerts' titles and reasons: 'fr' (the default) or 'en' (rules/README.md,
+        "Languages")."""
         from .ruleset import load_rules
 
         if rules is None:
             rules = [bundled("rules")]
         elif isinstance(rules, (str, Path)):
             rules = [rules]
-        return cls(load_rules(list(rules), sites=list(sites)))
+        risk = None
+        if model is not None:
+            from .risk.model import RiskModel
+
+            risk = RiskModel.load(model)
+        return cls(load_rules(list(rules), sites=list(sites)), model=risk, lang=lang)
 
     def score(self, telemetry, patients=None, *, tz: str | None = None,
               now: dt.datetime | None = None, as_of: dt.datetime | None = None,
@@ -127,17 +152,51 @@ class Engine:
         clean, index, report = cut_after(ing, until)
         check_care_plan(pats, self.ruleset.packs, inputs.patients_label)
         pending: list = []
-        episodes = evaluate_packs(self.ruleset.packs, clean, pats, until=until, index=index,
+        parts: list | None = None
+        fpack = None
+        packs = list(self.ruleset.packs)
+        later: list = []
+        if self.model is not None:
+            from .risk.features import features_pack
+
+            parts, fpack = [], features_pack()
+            # packs whose rules read the risk run after the model, which reads the others'
+            # alerts (rule states) among its features
+            later = [p for p in packs if "risk" in p.reads]
+            packs = [p for p in packs if "risk" not in p.reads]
+        episodes = evaluate_packs(packs, clean, pats, until=until, index=index,
                                   plan=self.plan, timings=timings, progress=progress,
-                                  pending=pending)
+                                  lang=self.lang,
+                                  pending=pending, features=parts, features_pack=fpack)
+        risk = alert_risk = feats = None
+        if self.model is not None:
+            from .episodes import combine
+            from .risk import features as F
+            from .risk import model as M
+
+            if progress:
+                progress("risk")
+            t = time.perf_counter()
+            feats = F.assemble(parts, episodes)
+            risk = M.score(self.model, feats)
+            timings["risk"] = timings.get("risk", 0.0) + time.perf_counter() - t
+            if later:
+                more = evaluate_packs(later, clean, pats, until=until, index=index,
+                                      plan=self.plan, timings=timings, pending=pending,
+                                      lang=self.lang,
+                                      risk=risk)
+                episodes = combine([episodes, more], pats)
+            t = time.perf_counter()
+            alert_risk = M.for_alerts(self.model, feats, risk, episodes, lang=self.lang)
+            timings["risk"] += time.perf_counter() - t
         t = time.perf_counter()
         if progress:
             progress("queue")
-        q = queue_mod.build_queue(episodes)
+        q = queue_mod.build_queue(episodes, alert_risk)
         timings["queue"] = time.perf_counter() - t
         return Result(clean=clean, quarantine=ing.quarantine, report=report, patients=pats,
                       episodes=episodes, queue=q, timings=timings, as_of=until,
-                      pending=combine_pending(pending, pats))
+                      pending=combine_pending(pending, pats), risk=risk, features=feats)
 
 
 @dataclass
@@ -330,20 +389,30 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
                    plan: DetectorPlan | None = None, chunk_rows: int = CHUNK_ROWS,
                    workers: int = WORKERS, timings: dict | None = None,
                    progress: Callable[[str], None] | None = None,
-                   pending: list | None = None) -> pl.DataFrame:
+                   pending: list | None = None, features: list | None = None,
+                   features_pack=None, risk: pl.DataFrame | None = None,
+                   lang: str = DEFAULT_LANG) -> pl.DataFrame:
     """Episodes of every enabled rule of ``packs`` on clean telemetry (detect → timeline → rules
     → episodes, then the follow-up window), sorted by patient, opening time and rule.
 
     ``telemetry`` is clean telemetry as ingest gives it (sorted by patient, metric, time; not
     checked again), with no reading after ``until``; ``index`` its series index. With
     ``pending`` (a list), the frames of the rules pending at each patient's last evaluation
-    time are appended to it (:func:`engine.episodes.combine_pending` joins them).
+    time are appended to it (:func:`engine.episodes.combine_pending` joins them). With
+    ``features`` (a list) and ``features_pack`` (:func:`engine.risk.features.features_pack`,
+    whose detectors ``plan`` must hold), each chunk's risk-model features on the pack's 4-hour
+    grid are appended to it (:func:`engine.risk.features.assemble` adds the rule states).
+    ``risk`` (the risk stage's ``patient_id``, ``ts``, ``risk``) is what rules reading ``risk``
+    see; without it their ``risk`` is unknown. ``lang`` ('fr' or 'en') is the language of the
+    episodes' titles and reasons (:mod:`engine.ruleset.i18n`).
     """
     if until is not None and (not isinstance(until, dt.datetime) or until.tzinfo is None):
         raise InputError(f"until must be a timezone-aware datetime (e.g. datetime.now(timezone."
                          f"utc)). Got {until!r} instead.")
+    check_lang(lang)
     timings = timings if timings is not None else {}
-    for s in ("detect", "timeline", "rules+episodes"):
+    for s in ("detect", "timeline", "rules+episodes") + (("risk",) if features is not None
+                                                         else ()):
         timings.setdefault(s, 0.0)
     pats = _patients_table(patients)
     check_care_plan(pats, packs)
@@ -357,7 +426,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     weight = _chunk_weights(packs, ts, index, cohort, patient_rows, until_us)
     def run_chunk(bounds):
         a, b = bounds
-        spent = dict.fromkeys(("detect", "timeline", "rules+episodes"), 0.0)
+        spent = dict.fromkeys(("detect", "timeline", "rules+episodes", "risk"), 0.0)
         r0, r1 = int(patient_rows[a]), int(patient_rows[b])
         sub = index.patients(a, b)
         tel = Telemetry(ts[r0:r1], x[r0:r1], sub)
@@ -370,15 +439,23 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             if not any(r.enabled for r in pack.rules) or not part.in_scope(pack).any():
                 continue
             t = time.perf_counter()
-            tl = build(pack, tel, det, part, until_us)
+            tl = build(pack, tel, det, part, until_us, risk=risk)
             t2 = time.perf_counter()
             # the conditions are evaluated in the same polars pass as the episodes' coding of
             # them: their time is counted with the episodes
             found.append(open_episodes(tl, conditions(tl, pack, lazy=True), pack,
-                                       pending=waiting))
+                                       pending=waiting, lang=lang))
             spent["timeline"] += t2 - t
             spent["rules+episodes"] += time.perf_counter() - t2
-        return found, spent, waiting
+        feats = None
+        if features is not None:
+            from .risk.features import timeline_features
+
+            t = time.perf_counter()
+            feats = timeline_features(build(features_pack, tel, det, part, until_us,
+                                            readings=False), features_pack)
+            spent["risk"] += time.perf_counter() - t
+        return found, spent, waiting, feats
 
     # Chunks run two at a time: while one is in a kernel or in polars (both release the GIL),
     # the other formats its episodes' evidence and reasons in Python.
@@ -391,12 +468,15 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             results = list(pool.map(run_chunk, work))
     else:
         results = map(run_chunk, work)
-    for found, spent, waiting in results:
+    for found, spent, waiting, feats in results:
         out += found
         if pending is not None:
             pending += waiting
+        if features is not None:
+            features.append(feats)
         for k, v in spent.items():
-            timings[k] += v
+            if k in timings:
+                timings[k] += v
     t = time.perf_counter()
     episodes = combine(out, pats)
     timings["rules+episodes"] += time.perf_counter() - t

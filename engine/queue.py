@@ -23,6 +23,7 @@ QUEUE_COLUMNS: dict[str, pl.DataType] = {
     "pack": pl.String(),
     "severity": pl.String(),
     "risk": pl.Float64(),
+    "risk_factors": pl.String(),
     "status": pl.String(),
     "opened_at": pl.Datetime("us", "UTC"),
     "last_seen_at": pl.Datetime("us", "UTC"),
@@ -50,7 +51,9 @@ def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.
         last_seen_at, resolved_at, evidence, reason`` and optionally ``labels`` (JSON text of
         the rule's labels; ``{}`` without) — the output of the episodes stage.
     risk : polars.DataFrame, optional
-        ``patient_id, risk`` (calibrated probability) from the risk model.
+        The risk model's calibrated probability: per alert (``patient_id, rule_id,
+        opened_at, risk, risk_factors``, :func:`engine.risk.model.for_alerts`) or per patient
+        (``patient_id, risk``, optionally ``risk_factors``). Without it ``risk`` is empty.
     """
     if episodes.height == 0:
         return pl.DataFrame(schema=QUEUE_COLUMNS)
@@ -58,9 +61,14 @@ def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.
     if "labels" not in df.columns:
         df = df.with_columns(labels=pl.lit("{}"))
     if risk is not None:
-        df = df.join(risk.select("patient_id", "risk"), on="patient_id", how="left")
+        if "risk_factors" not in risk.columns:
+            risk = risk.with_columns(risk_factors=pl.lit(None, pl.String))
+        key = ["patient_id", "rule_id", "opened_at"] if "rule_id" in risk.columns \
+            else ["patient_id"]
+        df = df.join(risk.select(*key, "risk", "risk_factors"), on=key, how="left")
     else:
-        df = df.with_columns(risk=pl.lit(None, dtype=pl.Float64))
+        df = df.with_columns(risk=pl.lit(None, dtype=pl.Float64),
+                             risk_factors=pl.lit(None, dtype=pl.String))
     df = df.with_columns(
         alert_id=pl.struct("patient_id", "rule_id", "opened_at").map_elements(
             lambda s: alert_id(s["patient_id"], s["rule_id"], s["opened_at"]),

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..paths import bundled, sample_cohort
 from ..sinks import check_outputs, output_format, write_frames
@@ -16,12 +17,16 @@ from ._common import cell, console, err_console, friendly_errors, say
 
 STAGES = {"ingest": "checking and normalising telemetry", "detect": "running detectors",
           "timeline": "building evaluation timelines", "rules": "evaluating rules",
-          "episodes": "opening episodes", "queue": "ranking the alert queue"}
+          "episodes": "opening episodes", "risk": "scoring the deterioration risk",
+          "queue": "ranking the alert queue"}
 
 
 def quarantine_path(out: Path) -> Path:
-    if output_format(out) == "duckdb":
+    fmt = output_format(out)
+    if fmt == "duckdb":
         return out
+    if fmt == "fhir":           # the rejected rows are not clinical resources: JSON Lines
+        return out.with_name(out.name[:-len(".fhir.json")] + ".quarantine.jsonl")
     return out.with_name(f"{out.stem}.quarantine{out.suffix}")
 
 
@@ -30,8 +35,12 @@ def score(
     telemetry: Annotated[Optional[Path], typer.Argument(
         help="Telemetry file (.parquet, .csv, .arrow) or file.duckdb:table. "
              "Default: the bundled sample cohort.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Alert queue to write: .parquet, "
-                                      ".jsonl, .csv or .duckdb (by extension).")] = ...,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Alert queue to write: .parquet, .jsonl, .csv, .duckdb or "
+        ".fhir.json (a FHIR R4 Bundle) by extension.")] = None,
+    store: Annotated[Optional[Path], typer.Option(
+        "--store", help="Queue store (DuckDB) to record the run in, with every alert's "
+        "history and the team's actions (`veille queue`); one transaction per run.")] = None,
     patients: Annotated[Optional[Path], typer.Option(
         help="Patients table (programme, age, ...). Default: the sample's, when scoring the "
              "sample.")] = None,
@@ -55,21 +64,35 @@ def score(
         help="Unit of every row of an export without a unit column, e.g. mg/dL.")] = None,
     programme: Annotated[Optional[str], typer.Option(
         help="Enrol every patient in this programme when there is no patients table.")] = None,
+    model: Annotated[str, typer.Option(
+        help="Deterioration-risk model: 'default' (the bundled one), 'none' (rank by severity "
+             "then waiting time only), or a folder written by `veille train`.")] = "default",
     top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
+    lang: Annotated[str, typer.Option(
+        "--lang", help="Language of the alerts' titles and reasons: 'fr' (French) or 'en' "
+                       "(English).")] = "fr",
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
     from ..pipeline import Engine, load_inputs
+    from ..ruleset.i18n import check_lang
     from ..warmup import is_cached, warmup, warmup_ingest
 
     started = time.perf_counter()
     as_of_dt = parse_as_of(as_of)
+    check_lang(lang)
     renames = parse_columns(columns)
     if telemetry is None:
         telemetry, sample_patients = sample_cohort()
         patients = patients or sample_patients
         say(f"scoring the bundled sample cohort ({telemetry})")
-    q_path = quarantine_path(out)
-    check_outputs([out, q_path], inputs=[telemetry, patients])
+    from ..errors import InputError
+
+    if out is None and store is None:
+        raise InputError("give --out FILE (the queue as a file), --store FILE.duckdb (the "
+                         "queue kept across runs), or both.")
+    q_path = quarantine_path(out) if out is not None else None
+    check_outputs([p for p in (out, q_path, store) if p is not None],
+                  inputs=[telemetry, patients])
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(STAGES["ingest"], total=None)
@@ -84,7 +107,9 @@ def score(
                     say("compiling the kernels (first run after install; later runs load them "
                         "from the on-disk cache)…", err=True)
                 warmup_ingest()          # ready before the file is read: ingest needs them next
-                engine = Engine.from_paths(rules or [bundled("rules")], sites=site)
+                engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                           model=None if model == "none" else model,
+                                           lang=lang)
                 warmup(engine.ruleset)
             finally:
                 inputs = pending.result()  # an input error wins: it is the first to fix
@@ -92,9 +117,22 @@ def score(
             inputs, as_of=as_of_dt,
             progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         t = time.perf_counter()
-        write_frames([(result.quarantine, q_path, "quarantine"), (result.queue, out, "alerts")])
+        if out is not None:
+            alerts = result.queue
+            if output_format(out) == "fhir":
+                from ..sinks.fhir import result_bundle
+
+                alerts = result_bundle(result, engine)
+            write_frames([(result.quarantine, q_path, "quarantine"), (alerts, out, "alerts")])
+        run_id = None
+        if store is not None:
+            from ..store import write_run
+
+            run_id = write_run(store, result, engine=engine, input_path=telemetry)
         result.timings["write"] = time.perf_counter() - t
-    _render(result, out, q_path, time.perf_counter() - started, top)
+    _render(result, out, q_path, time.perf_counter() - started, top, lang=engine.lang)
+    if store is not None:
+        say(f"stored   run {run_id} in {store} (veille queue list --store {store})")
 
 
 def parse_columns(text: str | None) -> dict[str, str] | None:
@@ -131,7 +169,8 @@ def parse_as_of(text: str | None):
     return value.astimezone(dt.timezone.utc)
 
 
-def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
+def _render(result, out: Path | None, q_path: Path | None, seconds: float, top: int,
+            lang: str = "en") -> None:
     from ..pipeline import _FIXES
 
     rep = result.report
@@ -161,17 +200,44 @@ def _render(result, out: Path, q_path: Path, seconds: float, top: int) -> None:
         waiting = result.pending["patient_id"].n_unique()
         say(f"pending  {result.pending.height:,} rules hold for {waiting:,} patients without "
             "having fired yet (a for:, a confirmation or a cooldown to come)")
-    say(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
-        f"({result.quarantine.height:,} rows)")
+    if out is not None:
+        say(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
+            f"({result.quarantine.height:,} rows)")
+    if result.risk is not None:
+        m = engine_model_line(result)
+        say(f"risk     {m}")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
     say(f"time     {seconds:.2f} s ({stages})")
     open_q = result.queue.filter(result.queue["status"] == "open")
     if top and open_q.height:
         table = Table(title="Call first", show_lines=False)
-        for col in ("#", "patient", "severity", "rule", "reason"):
+        with_risk = result.risk is not None
+        for col in ("#", "patient", "severity", "rule", "reason") + (
+                ("risk",) if with_risk else ()):
             table.add_column(col)
         firsts = open_q.unique("patient_id", keep="first", maintain_order=True).head(top)
         for r in firsts.iter_rows(named=True):
+            extra, reason = (), cell(r["reason"])
+            if with_risk:
+                extra = ("–" if r["risk"] is None else "<1 %" if r["risk"] < 0.005
+                         else f"{100 * r['risk']:.0f} %",)
+                if r["risk_factors"]:
+                    why = "risque accru par :" if lang == "fr" else "risk raised by:"
+                    reason = reason + Text("\n") + cell(f"{why} {r['risk_factors']}")
             table.add_row(cell(r["patient_rank"]), cell(r["patient_id"]), cell(r["severity"]),
-                          cell(r["rule_id"]), cell(r["reason"]))
+                          cell(r["rule_id"]), reason, *extra)
         console.print(table)
+
+
+def engine_model_line(result) -> str:
+    """One line on the risk scores of a run: grid times scored and the open alerts ranked."""
+    import polars as pl
+
+    risk = result.risk
+    open_q = result.queue.filter(result.queue["status"] == "open")
+    high = int((risk.group_by("patient_id").agg(pl.col("risk").last().alias("r"))["r"] >= 0.2)
+               .sum()) if risk.height else 0
+    return (f"{risk.height:,} grid times scored (every 4 h per patient); {high:,} "
+            f"patient{'s' if high != 1 else ''} at 20 % or more now; open alerts ranked by risk "
+            "within each severity "
+            f"({open_q['risk'].is_not_null().sum():,} of {open_q.height:,} with a risk)")

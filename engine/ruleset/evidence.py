@@ -3,7 +3,9 @@
 A ``reason:`` template is text with ``{name}`` placeholders (``{{`` and ``}}`` for literal
 braces). It is parsed here, not given to ``str.format``: a placeholder is a bare name the pack
 knows, with no attribute, index or format spec, so a template can only ever print the values of
-the evidence.
+the evidence. Values are written as the reason's language writes them (:func:`format_value`):
+English ``2.5 kg``, ``92%``, ``1h30m``; French ``2,5 kg``, ``92 %``, ``1 h 30 min``, with
+non-breaking spaces (:mod:`engine.ruleset.i18n` picks the language).
 """
 from __future__ import annotations
 
@@ -58,8 +60,11 @@ def parse_template(text: str) -> tuple[list[tuple[str, str | None]], list[ExprPr
     return parts, problems
 
 
-def format_value(value, unit: str) -> str:
-    """'2.5 kg', '92 %', '1d12h' (a duration), 'true', 'unknown' (null)."""
+def format_value(value, unit: str, lang: str = "en") -> str:
+    """'2.5 kg', '92%', '1d12h' (a duration), 'yes', 'unknown' (null); in French (``lang="fr"``)
+    '2,5 kg', '92 %', '1 j 12 h', 'oui', 'inconnu' (:func:`french_value`)."""
+    if lang == "fr":
+        return french_value(value, unit)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "unknown"
     if isinstance(value, bool):
@@ -68,27 +73,74 @@ def format_value(value, unit: str) -> str:
         return value
     v = float(value)
     if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
-        us = v * _TIME_UNITS_US[unit]
-        if us < 60_000_000:  # under a minute (a chair-rise test): seconds, to 0.1 s
-            return f"{us / 1e6:.1f}".rstrip("0").rstrip(".") + " s"
-        text = format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
-        # whole weeks read as weeks ("2w"), anything else in days: "30d", not "4w2d"
-        weeks = re.fullmatch(r"(\d+)w(?:(\d+)d)?(.*)", text)
-        if weeks and (weeks.group(2) or weeks.group(3)):
-            days = int(weeks.group(1)) * 7 + int(weeks.group(2) or 0)
-            text = f"{days}d{weeks.group(3)}"
-        return text
-    if not math.isfinite(v):
-        text = str(v)
-    elif v == int(v) and abs(v) < 1e15:
-        text = str(int(v))
-    else:
-        # three decimals: a value just under a threshold (69.995 %) must not print as the
-        # threshold itself
-        text = f"{v:.3f}".rstrip("0").rstrip(".")
-        if text in ("0", "-0"):
-            text = f"{v:.3g}"
+        return _duration_text(v, unit)
+    text = _number_text(v)
     return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}" if unit else text
+
+
+def _duration_text(v: float, unit: str) -> str:
+    """A non-negative time in ``unit`` as the duration grammar writes it: '16.2 s' under a
+    minute, else to the minute ('1h30m', '2d12h'; whole weeks as '2w', else days: '30d')."""
+    us = v * _TIME_UNITS_US[unit]
+    if us < 60_000_000:  # under a minute (a chair-rise test): seconds, to 0.1 s
+        return f"{us / 1e6:.1f}".rstrip("0").rstrip(".") + " s"
+    text = format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
+    # whole weeks read as weeks ("2w"), anything else in days: "30d", not "4w2d"
+    weeks = re.fullmatch(r"(\d+)w(?:(\d+)d)?(.*)", text)
+    if weeks and (weeks.group(2) or weeks.group(3)):
+        days = int(weeks.group(1)) * 7 + int(weeks.group(2) or 0)
+        text = f"{days}d{weeks.group(3)}"
+    return text
+
+
+def _number_text(v: float) -> str:
+    """A number with at most three decimals, no trailing zeros ('2.5', '81.2', '-5.019')."""
+    if not math.isfinite(v):
+        return str(v)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    # three decimals: a value just under a threshold (69.995 %) must not print as the
+    # threshold itself
+    text = f"{v:.3f}".rstrip("0").rstrip(".")
+    if text in ("0", "-0"):
+        text = f"{v:.3g}"
+    return text
+
+
+#: French typography: a non-breaking space between a number and its unit (also before %), so
+#: that a phone never wraps '92' and '%' apart
+NBSP = "\u00a0"
+#: the French symbols of the time units the engine prints (the others are the same: kg, %, °C,
+#: mmHg, mg/dL, /min, h, s ...)
+_FR_UNITS = {"d": "j", "w": "sem", "m": "min", "degC": "°C"}
+_FR_DURATION = {"w": "sem", "d": "j", "h": "h", "m": "min", "s": "s"}
+
+
+def french_unit(label: str) -> str:
+    """A unit label as French writes it: '/d' -> '/j', 'kg/w' -> 'kg/sem', 'kg' unchanged."""
+    return re.sub(r"[A-Za-z]+", lambda m: _FR_UNITS.get(m.group(), m.group()), label)
+
+
+def french_value(value, unit: str) -> str:
+    """:func:`format_value` in French: a decimal comma ('2,5 kg', '-10,04 %', '37,8 °C'), a
+    non-breaking space (:data:`NBSP`) before every unit, '%' included, and between the parts
+    of a duration ('1 h 30 min', '2 j 12 h', '2 sem', '16,2 s'), 'oui'/'non', 'inconnu' for
+    a null. The digits are those of the English text: only the separators differ."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "inconnu"
+    if isinstance(value, bool):
+        return "oui" if value else "non"
+    if isinstance(value, str):
+        return value
+    v = float(value)
+    if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
+        text = _duration_text(v, unit)
+        if text.endswith(" s"):
+            return text[:-2].replace(".", ",") + NBSP + "s"
+        return NBSP.join(f"{n}{NBSP}{_FR_DURATION[u]}"
+                         for n, u in re.findall(r"(\d+)([wdhms])", text))
+    text = _number_text(v).replace(".", ",")
+    return f"{text}{NBSP}{french_unit(unit)}" if unit else text
 
 
 def evidence_json(values: dict[str, tuple[object, str]]) -> str:
@@ -106,25 +158,31 @@ def labels_json(labels: dict[str, str]) -> str:
     return json.dumps(dict(sorted(labels.items())), ensure_ascii=False, separators=(",", ":"))
 
 
-def render_reason(parts, values: dict[str, tuple[object, str]]) -> str:
-    """Fill a parsed template with formatted evidence values."""
+def render_reason(parts, values: dict[str, tuple[object, str]], lang: str = "en") -> str:
+    """Fill a parsed template with evidence values formatted as ``lang`` writes them."""
     out = []
     for literal, name in parts:
         out.append(literal)
         if name is not None:
             value, unit = values.get(name, (None, ""))
-            out.append(format_value(value, unit))
+            out.append(format_value(value, unit, lang))
     return "".join(out)
 
 
+def _colon(lang: str) -> str:
+    """': ' — in French with a non-breaking space before the colon."""
+    return NBSP + ": " if lang == "fr" else ": "
+
+
 def default_reason(title: str, values: dict[str, tuple[object, str]],
-                   params: set[str]) -> str:
+                   params: set[str], lang: str = "en") -> str:
     """'Weight gain over 2 kg in 3 days: weight_gain_3d 2.5 kg (gain_3d 2 kg).'"""
-    measured = [f"{n} {format_value(v, u)}" for n, (v, u) in values.items() if n not in params]
-    limits = [f"{n} {format_value(v, u)}" for n, (v, u) in values.items() if n in params]
+    measured = [f"{n} {format_value(v, u, lang)}" for n, (v, u) in values.items()
+                if n not in params]
+    limits = [f"{n} {format_value(v, u, lang)}" for n, (v, u) in values.items() if n in params]
     text = title.rstrip(".")
     if measured:
-        text += ": " + ", ".join(measured)
+        text += _colon(lang) + ", ".join(measured)
     if limits:
         text += f" ({', '.join(limits)})"
     return text + "."
@@ -173,14 +231,15 @@ def evidence_column(columns: dict[str, tuple[list, str]]) -> list[str]:
 
 
 def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
-                  params: set[str]) -> list[str]:
+                  params: set[str], lang: str = "en") -> list[str]:
     """:func:`render_reason` (or :func:`default_reason` without a template) of many episodes at
-    once, from the same ``columns`` as :func:`evidence_column`."""
+    once, from the same ``columns`` as :func:`evidence_column`, values formatted as ``lang``
+    writes them."""
     k = len(next(iter(columns.values()))[0]) if columns else 0
 
     def texts(name):
         values, unit = columns.get(name, ([None] * k, ""))
-        return _each(lambda v: format_value(v, unit), values)
+        return _each(lambda v: format_value(v, unit, lang), values)
 
     if parts is None:
         measured = [(f"{n} ", texts(n)) for n in columns if n not in params]
@@ -190,7 +249,7 @@ def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
         for i in range(k):
             text = head
             if measured:
-                text += ": " + ", ".join(label + t[i] for label, t in measured)
+                text += _colon(lang) + ", ".join(label + t[i] for label, t in measured)
             if limits:
                 text += " (" + ", ".join(label + t[i] for label, t in limits) + ")"
             out.append(text + ".")

@@ -20,6 +20,12 @@ def _durations(r: CompiledRule) -> str:
     return text
 
 
+def _texts(key: str, texts: dict[str, str]) -> list[str]:
+    """A title or reason in each of its languages, one line each: 'en: …', 'fr: …'."""
+    return [f"  {key if i == 0 else '':<10} {lang}: {text}"
+            for i, (lang, text) in enumerate(texts.items())]
+
+
 def _scope(pack) -> list[str]:
     """The scope line, and one line per key a site set (with the pack's own value)."""
     s = pack.scope
@@ -85,7 +91,11 @@ def explain_rule(rs, rule_id: str, patient: dict | None = None, where: str = "")
     lines.append(f"  timing     {_durations(r)}")
     if r.labels:
         lines.append("  labels     " + ", ".join(f"{k}: {v}" for k, v in r.labels.items()))
-    if r.reason:
+    if len(r.titles) > 1:
+        lines += _texts("title", r.titles)
+    if len(r.reasons) > 1:
+        lines += _texts("reason", r.reasons)
+    elif r.reason:
         lines.append(f"  reason     {r.reason}")
     conds = [c for c in pack.conditions if c.name in r.reads]
     if conds:
@@ -110,7 +120,7 @@ def explain_rule(rs, rule_id: str, patient: dict | None = None, where: str = "")
                      else f"; staleness {format_duration(d.staleness_us)}")
             lines.append(f"    {name}: {{{spec}}}{stale}   (at {d.origin})")
     others = [n for n in r.reads
-              if pack.symbols[n].kind in ("metric", "score", "patient", "time")]
+              if pack.symbols[n].kind in ("metric", "score", "patient", "time", "model")]
     if others:
         lines.append("  also reads")
         for n in others:

@@ -12,6 +12,7 @@ import polars as pl
 from .lang.types import Symbol, Type
 from .lang.parser import Node
 from .compile.scope import EffectiveScope
+from .i18n import SOURCE_LANG, pick
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class CompiledRule:
 
     Attributes
     ----------
-    id, pack, title, severity : str
+    id, pack, severity : str
+    title : str
+        The title in English, or in the one language it is written in.
     when : str
         The condition as written.
     node : Node
@@ -101,7 +104,8 @@ class CompiledRule:
     on_missing : str
         'false', 'true' or 'hold' (rules/README.md, "Missing data").
     reason : str or None
-        The reason template, ``{name}`` placeholders.
+        The reason template, ``{name}`` placeholders (in English, or in the one language it is
+        written in).
     evidence_names : tuple of str
         Names whose values are recorded as evidence (those of ``when``, then of ``reason``).
     params : dict of str -> EffectiveParam
@@ -129,6 +133,9 @@ class CompiledRule:
     reads : tuple of str
         Every name the rule reads (``when``, ``resolve_when``, ``reason``, and through them
         the named conditions').
+    titles, reasons : dict of str -> str
+        The title and the reason template in each language they are written in (``fr``,
+        ``en``; English first); :meth:`title_in` and :meth:`reason_in` pick one.
     """
 
     id: str
@@ -158,6 +165,18 @@ class CompiledRule:
     resolve_expr: pl.Expr | None = None
     labels: dict = field(default_factory=dict)
     reads: tuple[str, ...] = ()
+    titles: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
+
+    def title_in(self, lang: str) -> tuple[str, str]:
+        """The title in ``lang`` (else in the other language) and the language it is in."""
+        return pick(self.titles or {SOURCE_LANG: self.title}, lang)
+
+    def reason_in(self, lang: str) -> tuple[str | None, str]:
+        """The reason template in ``lang`` (else in the other language) and its language;
+        ``(None, lang)`` for a rule without ``reason:``."""
+        texts = self.reasons or ({SOURCE_LANG: self.reason} if self.reason is not None else {})
+        return pick(texts, lang) if texts else (None, lang)
 
 
 @dataclass(frozen=True)
@@ -182,7 +201,8 @@ class TestCase:
     ``details`` maps an index of ``expect`` to what else that firing must show: ``reason``
     (text), ``evidence`` ({name: (value, unit)}) and ``labels``. ``pending`` is None (not
     checked) or ``(rule_id, since_us)`` pairs; ``values`` is ``(at_us, name, value, unit,
-    origin)`` tuples.
+    origin)`` tuples. ``lang`` is the language the alerts are written in ('en' unless the test
+    says ``lang: fr``).
     """
 
     name: str
@@ -198,6 +218,7 @@ class TestCase:
     details: dict = field(default_factory=dict)
     pending: tuple | None = None
     values: tuple = ()
+    lang: str = SOURCE_LANG
 
 
 @dataclass

@@ -13,6 +13,7 @@ from .compile.pack import PackCompiler
 from .format.parse import parse_pack, parse_site
 from .format.source import Source, read_source
 from .compile.tests import compile_tests
+from .i18n import DEFAULT_LANG
 
 
 def _default_scores() -> dict:
@@ -78,7 +79,7 @@ class RuleSet:
                                                                      noun="rules"))
 
     def evaluate(self, telemetry: pl.DataFrame, patients: pl.DataFrame | None = None, *,
-                 until=None) -> pl.DataFrame:
+                 until=None, lang: str = DEFAULT_LANG) -> pl.DataFrame:
         """Episodes of every enabled rule, one row per episode.
 
         Parameters
@@ -92,6 +93,8 @@ class RuleSet:
             End of evaluation: later telemetry is ignored and a pack's cadence
             (``evaluate_every``) runs up to it — pass the run's "now" so a silence up to now is
             seen.
+        lang : {'fr', 'en'}, default 'fr'
+            The language of the titles and reasons (rules/README.md, "Languages").
 
         Returns
         -------
@@ -104,7 +107,7 @@ class RuleSet:
         """
         from ..pipeline import evaluate_packs
 
-        return evaluate_packs(self.packs, telemetry, patients, until=until)
+        return evaluate_packs(self.packs, telemetry, patients, until=until, lang=lang)
 
     def run_tests(self, *, pack: str | None = None, name: str | None = None):
         """Run every pack's tests (and every site's tests); returns a TestReport. ``name``

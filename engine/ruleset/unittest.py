@@ -26,7 +26,8 @@ from ..durations import format_duration
 from ..errors import InputError
 from ..schema import METRICS, TS_DTYPE
 from .compile.tests import TEST_PATIENT
-from .evidence import format_value
+from .evidence import NBSP, format_value
+from .i18n import SOURCE_LANG
 from .packs import CompiledPack, TestCase
 
 
@@ -92,7 +93,8 @@ class TestReport:
         lines = []
         for r in self.results:
             c = r.case
-            who = f"{c.pack}" + (f" (site {c.site})" if c.site else "")
+            who = f"{c.pack}" + (f" (site {c.site})" if c.site else "") + (
+                f" [{c.lang}]" if c.lang != SOURCE_LANG else "")
             if r.passed:
                 if verbose:
                     lines.append(f"  PASS  {who}: {c.name}")
@@ -178,8 +180,10 @@ def _compare(what: str, got, got_unit: str, want: tuple) -> str | None:
     return f"{what}: expected {shown_want}, got {format_value(got, got_unit)}"
 
 
-def _evaluate(pack: CompiledPack, tel: pl.DataFrame, pats: pl.DataFrame, until):
-    """Run the stages on a test's data: (timeline, episodes, pending)."""
+def _evaluate(pack: CompiledPack, tel: pl.DataFrame, pats: pl.DataFrame, until,
+              lang: str = SOURCE_LANG):
+    """Run the stages on a test's data, alerts written in ``lang``: (timeline, episodes,
+    pending)."""
     from ..detect import DetectorPlan, detect
     from ..episodes import combine, combine_pending, open_episodes
     from ..ingest.index import SeriesIndex
@@ -191,7 +195,7 @@ def _evaluate(pack: CompiledPack, tel: pl.DataFrame, pats: pl.DataFrame, until):
     det = detect(tel, DetectorPlan.of([pack]), SeriesIndex.of(tel))
     tl = timelines(det, pats, [pack], until=until)[pack.name]
     waiting: list = []
-    found = open_episodes(tl, conditions(tl, pack), pack, pending=waiting)
+    found = open_episodes(tl, conditions(tl, pack), pack, pending=waiting, lang=lang)
     return tl, combine([found], pats), combine_pending(waiting, pats)
 
 
@@ -202,7 +206,7 @@ def run_test(pack: CompiledPack, case: TestCase) -> TestResult:
         else None
     try:
         tel, pats = _frames(case)
-        tl, eps, pending = _evaluate(pack, tel, pats, until)
+        tl, eps, pending = _evaluate(pack, tel, pats, until, case.lang)
     except InputError as exc:
         result.problems.append(f"the test cannot run: {exc}")
         return result
@@ -250,7 +254,7 @@ def _check_details(result: TestResult, e, details, row) -> None:
     if not details:
         return
     head = _fmt(e)
-    if "reason" in details and row["reason"] != details["reason"].strip():
+    if "reason" in details and _spaces(row["reason"]) != _spaces(details["reason"].strip()):
         result.problems.append(f"reason of {head}: expected {details['reason'].strip()!r}, "
                                f"got {row['reason']!r}")
     if "labels" in details:
@@ -263,6 +267,12 @@ def _check_details(result: TestResult, e, details, row) -> None:
         line = _compare(f"evidence {name} of {head}", have["value"], have["unit"], want)
         if line is not None:
             result.problems.append(line)
+
+
+def _spaces(text: str) -> str:
+    """``text`` with its non-breaking spaces as plain ones: French reasons put one between a
+    number and its unit ('2,5\u00a0kg'), which a test writes as a plain space ('2,5 kg')."""
+    return text.replace(NBSP, " ").replace("\u202f", " ")
 
 
 def _value_at(pack: CompiledPack, tl, start_us: int, at: int, name: str,

@@ -18,11 +18,12 @@ import polars as pl
 from ..errors import OutputError
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
-           ".duckdb": "duckdb"}
+           ".duckdb": "duckdb", ".fhir.json": "fhir"}
 
 
 def output_format(path: str | Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
+    p = Path(path)
+    fmt = FORMATS.get("".join(p.suffixes[-2:]).lower()) or FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise OutputError(f"{path}: cannot tell the output format from '{Path(path).suffix}'; "
                           f"use one of {', '.join(sorted(FORMATS))}.")
@@ -110,6 +111,10 @@ def _write_temp(frame: pl.DataFrame, path: Path) -> str:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
         elif fmt == "jsonl":
             _write_jsonl(frame, tmp)
+        elif fmt == "fhir":
+            from .fhir import _write_fhir      # a queue, or a Bundle built by fhir.result_bundle
+
+            _write_fhir(frame, tmp)
         else:
             frame.write_csv(tmp)
     except BaseException:

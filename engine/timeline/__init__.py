@@ -271,12 +271,40 @@ def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort) -
     return {k: v.alias(k) for k, v in out.items()}
 
 
+#: how long a grid time's risk may be read as the current risk (two 4-hour grid steps)
+RISK_STALENESS_US = 8 * HOUR_US
+
+
+def risk_column(patient: np.ndarray, ts: np.ndarray, cohort: Cohort,
+                risk: pl.DataFrame | None) -> pl.Series:
+    """``risk`` (in %) at each timeline row: the model's risk at the patient's latest grid time
+    at or before it, at most :data:`RISK_STALENESS_US` old; null without a model."""
+    n = ts.size
+    if risk is None or risk.height == 0 or n == 0:
+        return pl.Series("risk", [None] * n, pl.Float64)
+    rows = pl.DataFrame({"patient_id": cohort.ids.gather(pl.Series(patient)),
+                         "_t": pl.Series(ts, dtype=pl.Int64),
+                         "_i": pl.int_range(n, eager=True)})
+    src = (risk.select("patient_id", pl.col("ts").dt.epoch("us").alias("_rt"),
+                       (pl.col("risk") * 100.0).alias("risk"))
+           .sort("patient_id", "_rt"))
+    got = rows.sort("patient_id", "_t").join_asof(
+        src, left_on="_t", right_on="_rt", by="patient_id", strategy="backward",
+        tolerance=RISK_STALENESS_US, check_sortedness=False)
+    return got.sort("_i")["risk"].cast(pl.Float64).alias("risk")
+
+
 def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
-          until_us: int | None) -> Timeline:
+          until_us: int | None, *, readings: bool = True,
+          risk: pl.DataFrame | None = None) -> Timeline:
     """The evaluation timeline of ``pack`` over the cohort's patients.
 
     ``tel`` must hold no reading after ``until_us`` (the pipeline cuts it there); without
-    ``until_us`` a cadence runs to each patient's last reading.
+    ``until_us`` a cadence runs to each patient's last reading. With ``readings=False`` the
+    timeline is the pack's cadence alone (its readings only say when each patient's cadence
+    starts and, without ``until_us``, ends): the risk model's fixed grid of times. ``risk``
+    (``patient_id``, ``ts``, ``risk``: the risk stage's output) is read by packs whose rules
+    use ``risk`` (:func:`risk_column`).
     """
     cols = _Columns()
     obs: set[str] = set(pack.metrics)
@@ -316,11 +344,11 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     every = int(pack.evaluate_every_us or 0)
     obs_mask = _metric_mask(obs)
     cap, tick0, nticks = K.sizes(tel.ts, index.offsets, pser, index.metric, scope, cohort.start,
-                                 obs_all, obs_mask, every, has_until, until)
+                                 obs_all, obs_mask, every, has_until, until, readings)
     cap_off = np.concatenate([[0], np.cumsum(cap)]).astype(np.int64)
     buf = POOL.empty(int(cap_off[-1]), np.int64)
     count = K.times(tel.ts, index.offsets, pser, index.metric, scope, obs_all, obs_mask, every,
-                    has_until, until, cap_off, tick0, nticks, buf)
+                    has_until, until, cap_off, tick0, nticks, buf, readings)
     tl_off = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
     n = int(tl_off[-1])
     tl_ts = POOL.empty(n, np.int64)
@@ -339,6 +367,8 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     context = context_columns(pack, tl_ts, tl_pat, cohort)
     if context:
         values = values.with_columns(context.values())
+    if "risk" in pack.reads:
+        values = values.with_columns(risk_column(tl_pat, tl_ts, cohort, risk))
     for score in pack.scores.values():
         missing = [i for i in score.inputs if i not in values.columns]
         if missing:

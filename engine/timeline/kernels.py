@@ -39,7 +39,7 @@ def _end_at(ts, a, b, has_until, until):
 
 @njit(**JIT_PARALLEL)
 def sizes(ts, offsets, pser, smetric, in_scope, start, obs_all, obs_mask, every, has_until,
-          until):
+          until, obs_times=True):
     """Per patient: an upper bound of its timeline length, its first cadence tick and their
     number.
 
@@ -47,7 +47,8 @@ def sizes(ts, offsets, pser, smetric, in_scope, start, obs_all, obs_mask, every,
     (``obs_all``: every metric; else ``obs_mask[m]``) up to ``until``, plus, with a cadence
     ``every`` (µs, 0 for none), the multiples of ``every`` from its first reading — or its
     ``start`` (enrolment) when earlier and ``until`` is given — to ``until`` (without ``until``:
-    to its last reading).
+    to its last reading). With ``obs_times`` False the readings only bound the cadence: the
+    timeline is the cadence ticks alone.
     """
     n_pat = pser.size - 1
     cap = np.zeros(n_pat, np.int64)
@@ -75,7 +76,7 @@ def sizes(ts, offsets, pser, smetric, in_scope, start, obs_all, obs_mask, every,
                 if t0 <= hi:
                     tick0[p] = t0
                     nticks[p] = (hi - t0) // every + 1
-        cap[p] = n_obs + nticks[p]
+        cap[p] = (n_obs if obs_times else 0) + nticks[p]
     return cap, tick0, nticks
 
 
@@ -124,7 +125,7 @@ def _sorted_runs(buf, tmp, bounds, nr):
 
 @njit(**JIT_PARALLEL)
 def times(ts, offsets, pser, smetric, in_scope, obs_all, obs_mask, every, has_until, until,
-          cap_off, tick0, nticks, buf):
+          cap_off, tick0, nticks, buf, obs_times=True):
     """Write each patient's sorted, distinct timeline times at the start of its region
     ``buf[cap_off[p]:cap_off[p+1]]``; returns their number per patient."""
     n_pat = pser.size - 1
@@ -138,7 +139,7 @@ def times(ts, offsets, pser, smetric, in_scope, obs_all, obs_mask, every, has_un
         bounds = np.empty(pser[p + 1] - pser[p] + 2, np.int64)
         nr, w = 0, 0
         for k in range(pser[p], pser[p + 1]):
-            if obs_all or obs_mask[smetric[k]]:
+            if obs_times and (obs_all or obs_mask[smetric[k]]):
                 a = offsets[k]
                 b = _end_at(ts, a, offsets[k + 1], has_until, until)
                 if b > a:

@@ -29,14 +29,16 @@ def other_cohort():
 
 
 def runs():
-    """``{name: queue}`` of every golden run, computed with the current code."""
+    """``{name: queue}`` of every golden run, computed with the current code. The golden
+    queues are the English ones (``lang="en"``): their reasons and titles are the packs'
+    English texts, which a translation must leave byte for byte as they are."""
     import engine
 
     out = {}
-    eng = engine.Engine.from_paths()
+    eng = engine.Engine.from_paths(lang="en")
     tel, pats = SAMPLE / "telemetry.parquet", SAMPLE / "patients.parquet"
     out["sample"] = eng.score(str(tel), str(pats)).queue
-    site = engine.Engine.from_paths(sites=[ROOT / "rules" / "sites" / "meuse.yaml"])
+    site = engine.Engine.from_paths(sites=[ROOT / "rules" / "sites" / "meuse.yaml"], lang="en")
     out["sample_meuse"] = site.score(str(tel), str(pats)).queue
     cohort = other_cohort()
     out["other"] = eng.score(cohort.telemetry, cohort.patients).queue

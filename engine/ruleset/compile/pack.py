@@ -24,6 +24,7 @@ from ..packs import CompiledPack, CompiledRule, EffectiveParam, NamedCondition
 from .detectors import compile_detectors
 from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..evidence import parse_template
+from ..i18n import LANGS, NAMES, SOURCE_LANG
 from ..lang.parser import names, parse_problems
 from .params import ParamText, _cycles, check_bounds, resolve_params
 from .scope import pack_scope, site_scope
@@ -527,24 +528,11 @@ class PackCompiler:
                 dur[key] = self.duration(v, path + (key,), rule_id=r.id)
         confirm = (self.count(r.confirm_readings, path + ("confirm_readings",), rule_id=r.id)
                    if r.confirm_readings is not None else self.defaults["confirm_readings"])
-        reason_names: list[str] = []
-        if r.reason is not None:
-            parts, problems = parse_template(r.reason)
-            for pr in problems:
-                line, col = self.src.text_pos(path + ("reason",), pr.offset)
-                self.diags.add(self.src.label, line, col, in_field(pr.message, "reason"),
-                               pr.hint, rule_id=r.id)
-            for literal, name in parts:
-                if name is None:
-                    continue
-                if name not in self.symbols:
-                    offset = r.reason.find("{" + name)
-                    line, col = self.src.text_pos(path + ("reason",), max(offset, 0))
-                    self.diags.add(self.src.label, line, col, f"unknown name '{name}' in "
-                                   "`reason`.", did_you_mean(name, self.symbols),
-                                   rule_id=r.id)
-                elif name not in reason_names:
-                    reason_names.append(name)
+        titles = self.texts(r.title, path + ("title",), r.id)
+        reasons = (self.texts(r.reason, path + ("reason",), r.id)
+                   if r.reason is not None else {})
+        reason_names = self.reason_names(reasons, isinstance(r.reason, str), path + ("reason",),
+                                         r.id)
         if len(self.diags) > before or node is None or confirm is None or labels is None \
                 or (r.resolve_when is not None and rnode is None):
             return None
@@ -573,11 +561,12 @@ class PackCompiler:
         sev, sev_origin = override.get("severity", (r.severity, self.where(path + ("severity",))))
         enabled, en_origin = override.get("enabled", (r.enabled, self.where(path)))
         labels = {**self._labels, **labels, **override.get("labels", ({}, None))[0]}
+        title, reason = next(iter(titles.values())), next(iter(reasons.values()), None)
         return CompiledRule(
-            id=r.id, pack=self.pack.pack, title=r.title, severity=sev, when=r.when, node=node,
+            id=r.id, pack=self.pack.pack, title=title, severity=sev, when=r.when, node=node,
             expr=compile_expr(node, checker, self.symbols),
             for_us=dur["for"], cooldown_us=dur["cooldown"], resolve_after_us=dur["resolve_after"],
-            on_missing=r.on_missing or self.defaults["on_missing"], reason=r.reason,
+            on_missing=r.on_missing or self.defaults["on_missing"], reason=reason,
             rationale=r.rationale, references=tuple(r.references), evidence_names=evidence,
             params={n: self.params[n] for n in used_params},
             detectors=tuple(n for n in dict.fromkeys((*when_names, *resolve_names))
@@ -589,7 +578,66 @@ class PackCompiler:
             resolve_expr=(compile_expr(rnode, rchecker, self.symbols)
                           if rnode is not None else None),
             labels=dict(sorted(labels.items())),
-            reads=tuple(dict.fromkeys((*evidence, *resolve_names))))
+            reads=tuple(dict.fromkeys((*evidence, *resolve_names))),
+            titles=titles, reasons=reasons)
+
+    def texts(self, value, path, rule_id) -> dict[str, str]:
+        """A title's or reason's text per language (``{lang: text}``, English first): a plain
+        text is English; a mapping gives ``fr``, ``en`` or both (an empty one is reported)."""
+        if isinstance(value, str):
+            return {SOURCE_LANG: value}
+        given = {lang: getattr(value, lang) for lang in dict.fromkeys((SOURCE_LANG, *LANGS))
+                 if getattr(value, lang) is not None}
+        if not given:
+            self.err(path, f"'{dotted(path)}' gives no text: write it in "
+                     + " or ".join(f"'{x}'" for x in LANGS) + ", or both.",
+                     "E.g. {fr: 'Prise de poids', en: 'Weight gain'}.", rule_id=rule_id)
+            return {SOURCE_LANG: ""}
+        return given
+
+    def reason_names(self, reasons: dict[str, str], plain: bool, path, rule_id) -> list[str]:
+        """The placeholders of a rule's reason (those of the English text first, in order),
+        checked: each a known name, the same ones in every language (reported otherwise).
+        ``plain``: the reason is a plain text at ``path``, not a mapping of languages."""
+        out: list[str] = []
+        used: dict[str, list[str]] = {}
+        before = len(self.diags)
+        for lang, text in reasons.items():
+            where = path if plain else path + (lang,)
+            field = "reason" if plain else f"reason.{lang}"
+            parts, problems = parse_template(text)
+            for pr in problems:
+                line, col = self.src.text_pos(where, pr.offset)
+                self.diags.add(self.src.label, line, col, in_field(pr.message, field),
+                               pr.hint, rule_id=rule_id)
+            names = used[lang] = []
+            for literal, name in parts:
+                if name is None:
+                    continue
+                if name not in self.symbols:
+                    offset = text.find("{" + name)
+                    line, col = self.src.text_pos(where, max(offset, 0))
+                    self.diags.add(self.src.label, line, col, f"unknown name '{name}' in "
+                                   f"`{field}`.", did_you_mean(name, self.symbols),
+                                   rule_id=rule_id)
+                    continue
+                names.append(name)
+                if name not in out:
+                    out.append(name)
+        if len(used) > 1 and len(self.diags) == before:
+            for lang, names in used.items():
+                for other, theirs in used.items():
+                    lacking = list(dict.fromkeys(n for n in theirs if n not in names))
+                    if other == lang or not lacking:
+                        continue
+                    shown_names = ", ".join("{" + n + "}" for n in lacking)
+                    self.err(path + (lang,), f"`reason.{lang}` does not use {shown_names}, "
+                             f"which `reason.{other}` uses: the {NAMES[lang]} and "
+                             f"{NAMES[other]} reasons must use the same placeholders.",
+                             f"A translation shows the same values: add {shown_names} to "
+                             f"reason.{lang}, or remove it from reason.{other}.",
+                             rule_id=rule_id)
+        return out
 
     def metrics_read(self, when_names) -> tuple[str, ...] | None:
         """The metrics a condition reads: those it names, each named detector's metric(s) and

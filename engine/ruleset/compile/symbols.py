@@ -42,6 +42,14 @@ TIME_FIELDS: dict[str, tuple[Type, str]] = {
                       "in days; negative before it, unknown without it"),
 }
 
+#: the risk model's output a rule may read: name -> (type, doc)
+MODEL_FIELDS: dict[str, tuple[Type, str]] = {
+    "risk": (number(UNITS["%"]), "the deterioration-risk model's calibrated probability of a "
+             "labelled deterioration within its horizon (48 h for the bundled model), in % "
+             "(0 to 100), at the patient's latest 4-hour grid time; unknown without a model "
+             "(--model none) or more than 8 h after the latest grid time"),
+}
+
 #: detector output kind (engine.detectors.registry.OUTPUTS) -> how to type it
 def detector_type(output: str, metric: str | None) -> Type:
     """The expression type of a detector's output (a flag is a condition)."""
@@ -96,6 +104,8 @@ def base_symbols(scores: dict) -> tuple[dict[str, Symbol], dict[str, str]]:
         out[name] = Symbol(name, "patient", t, name, doc=doc)
     for name, (t, doc) in TIME_FIELDS.items():
         out[name] = Symbol(name, "time", t, name, doc=doc)
+    for name, (t, doc) in MODEL_FIELDS.items():
+        out[name] = Symbol(name, "model", t, name, doc=doc)
     owner: dict[str, str] = {}
     for sname, score in scores.items():
         for o, t in score_output_types(score).items():

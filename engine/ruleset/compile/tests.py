@@ -274,5 +274,5 @@ def compile_tests(pack: str, rule_ids: list[str], cohorts: tuple[str, ...] | Non
                             until_us=until, series=series, expect=tuple(expect),
                             checked=frozenset(checked), details=details,
                             pending=tuple(pending) if pending is not None else None,
-                            values=tuple(values)))
+                            values=tuple(values), lang=t.lang))
     return out

@@ -86,10 +86,22 @@ class ParamDecl(Strict):
                                                   "'spo2_target_low'")
 
 
+class Texts(Strict):
+    """A title or reason in each language it is written in (rules/README.md, "Languages")."""
+
+    fr: str | None = Field(None, description="the text in French")
+    en: str | None = Field(None, description="the text in English")
+
+
+#: a text for people: a plain text (English) or a mapping {fr: ..., en: ...}
+Text = Union[str, Texts]
+
+
 class Rule(Strict):
     id: str = Field(pattern=ID_PATTERN, description="a lower-case id like 'hf.weight_gain_2kg_3d'"
                                                     " (letters, digits, '_' and '.')")
-    title: str = Field(description="text")
+    title: Text = Field(description="text, or a mapping of languages like {fr: 'Prise de "
+                                    "poids', en: 'Weight gain'}")
     when: str = Field(description="an expression text like 'weight_gain_3d > gain_3d'")
     resolve_when: str | None = Field(None, description="an expression text like 'spo2 > 94 %'"
                                                        " (what resolves an open episode)")
@@ -99,7 +111,8 @@ class Rule(Strict):
     resolve_after: str | None = Field(None, description=_DURATION)
     on_missing: OnMissing | None = Field(None, description="one of 'false', 'true', 'hold'")
     confirm_readings: Union[int, str, None] = Field(None, description=_COUNT)
-    reason: str | None = Field(None, description="a sentence with {name} placeholders")
+    reason: Text | None = Field(None, description="a sentence with {name} placeholders, or a "
+                                                  "mapping of languages like {fr: '…', en: '…'}")
     rationale: str = Field("", description="text")
     references: list[str] = Field(default_factory=list, description="a list of texts")
     labels: Labels = Field(default_factory=dict, description=_LABELS)
@@ -163,6 +176,8 @@ class CompactSeries(Strict):
 
 class Test(Strict):
     name: str = Field(description="text")
+    lang: Literal["fr", "en"] = Field("en", description="'fr' or 'en': the language of the "
+                                                        "alerts the test reads (reason)")
     cohort: str | None = Field(None, description=f"a programme ({', '.join(PROGRAMMES)})")
     patient: PatientContext | None = Field(None, description="a mapping of patient context")
     start: Union[datetime, str, None] = Field(None, description="a UTC time like "

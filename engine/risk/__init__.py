@@ -1,0 +1,1 @@
+"""Deterioration risk: features, training, the model artifact and scoring."""
