@@ -336,3 +336,22 @@ def history(path: str | Path, alert_id: str) -> pl.DataFrame:
                          "order by happened_at, event", [alert_id])
     finally:
         con.close()
+
+
+def latest_as_of(path: str | Path):
+    """The ``as_of`` of the store's latest run (None before any)."""
+    con = _connect(Path(path), read_only=True)
+    try:
+        _check_schema(con, Path(path), written=True)
+        row = con.one("select as_of from runs order by run_id desc limit 1")
+    finally:
+        con.close()
+    return None if row is None else row[0]
+
+
+def queue_frame(path: str | Path, *, status: str = "all",
+                now: dt.datetime | None = None) -> pl.DataFrame:
+    """The store's alerts in the queue's own columns (:data:`engine.queue.QUEUE_COLUMNS`), as
+    the file sinks write them: every alert (``all``) or the open queue (``open``)."""
+    df = open_queue(path, status=status, now=now)
+    return df.select([pl.col(c).cast(t) for c, t in QUEUE_COLUMNS.items()])

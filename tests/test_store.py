@@ -18,7 +18,9 @@ from engine.pipeline import Engine
 from engine.store import act, history, open_queue, write_run
 from engine.synth import generate_cohort
 
-NOW = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)   # after the runs
+def later() -> dt.datetime:
+    """A moment after the runs a test has just recorded (the store times them on the clock)."""
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,7 @@ def run():
 
 
 def test_a_run_is_recorded_with_its_provenance_and_rerunning_changes_nothing(tmp_path, run):
+    NOW = later()
     _, eng, result = run
     store = tmp_path / "q.duckdb"
     assert write_run(store, result, engine=eng) == 1
@@ -50,6 +53,7 @@ def test_a_run_is_recorded_with_its_provenance_and_rerunning_changes_nothing(tmp
 
 
 def test_the_open_queue_honours_snoozes_and_closures(tmp_path, run):
+    NOW = later()
     _, eng, result = run
     store = tmp_path / "q.duckdb"
     write_run(store, result, engine=eng)
@@ -68,6 +72,7 @@ def test_the_open_queue_honours_snoozes_and_closures(tmp_path, run):
 
 
 def test_an_acknowledged_alert_whose_severity_rises_is_new_again(tmp_path, run):
+    NOW = later()
     _, eng, result = run
     store = tmp_path / "q.duckdb"
     write_run(store, result, engine=eng)
@@ -87,6 +92,7 @@ def test_an_acknowledged_alert_whose_severity_rises_is_new_again(tmp_path, run):
 
 
 def test_bad_actions_are_refused_with_a_reason(tmp_path, run):
+    NOW = later()
     _, eng, result = run
     store = tmp_path / "q.duckdb"
     with pytest.raises(InputError, match="no queue store there"):
@@ -108,6 +114,7 @@ def test_bad_actions_are_refused_with_a_reason(tmp_path, run):
 
 
 def test_a_second_writer_is_refused_and_the_store_keeps_the_first(tmp_path, run):
+    NOW = later()
     _, eng, result = run
     store = tmp_path / "q.duckdb"
     write_run(store, result, engine=eng)
@@ -146,3 +153,25 @@ def test_the_commands(tmp_path, run):
     assert "snoozed by MD" in r.output and "hospital" in r.output
     r = CliRunner().invoke(app, ["score", str(tmp_path / "t.parquet"), "--model", "none"])
     assert r.exit_code == 2 and "--store" in r.output
+
+
+def test_the_store_exports_its_queue_as_a_fhir_bundle(tmp_path, run):
+    import json
+
+    from fhir.resources.R4B.bundle import Bundle
+
+    _, eng, result = run
+    store = tmp_path / "q.duckdb"
+    write_run(store, result, engine=eng)
+    out = tmp_path / "queue.fhir.json"
+    r = CliRunner().invoke(app, ["queue", "export", "--store", str(store), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    bundle = json.loads(out.read_text(encoding="utf-8"))
+    Bundle.model_validate(bundle)
+    issues = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+    assert len(issues) == result.queue.height
+    r = CliRunner().invoke(app, ["queue", "export", "--store", str(store), "--out",
+                                 str(tmp_path / "q.parquet"), "--status", "open"])
+    assert r.exit_code == 0
+    got = pl.read_parquet(tmp_path / "q.parquet")
+    assert got.height == int((result.queue["status"] == "open").sum())

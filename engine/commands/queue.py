@@ -80,6 +80,33 @@ def resolve(alert_id: str, store: Annotated[Path, _STORE], by: Annotated[str, _B
     _act("resolve", store, alert_id, by, note)
 
 
+@app.command("export")
+@friendly_errors
+def export(store: Annotated[Path, _STORE],
+           out: Annotated[Path, typer.Option("--out", "-o", help="File to write: .parquet, "
+                                              ".jsonl, .csv or .fhir.json (a FHIR R4 Bundle).")],
+           status: Annotated[str, typer.Option(help="all (every alert) or open (the queue "
+                                                    "as the team sees it).")] = "all") -> None:
+    """Write the store's alerts as a file, e.g. a FHIR R4 Bundle for the platform."""
+    from ..sinks import check_outputs, output_format, write_frames
+    from ..store import latest_as_of, queue_frame
+
+    check_outputs([out], inputs=[store])
+    if output_format(out) == "duckdb":
+        from ..errors import InputError
+
+        raise InputError("the store is already a DuckDB file: export to .parquet, .jsonl, "
+                         ".csv or .fhir.json.")
+    frame = queue_frame(store, status=status)
+    data = frame
+    if output_format(out) == "fhir":
+        from ..sinks.fhir import queue_bundle
+
+        data = queue_bundle(frame, as_of=latest_as_of(store))
+    write_frames([(data, out, "alerts")])
+    say(f"written  {out} ({frame.height:,} alerts from {store})")
+
+
 @app.command("history")
 @friendly_errors
 def history(alert_id: str, store: Annotated[Path, _STORE]) -> None:
