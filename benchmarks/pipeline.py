@@ -116,7 +116,8 @@ def run_command(path: str, patients: str) -> dict:
     veille = Path(sys.executable).with_name("veille")
     t = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-f", "%M", str(veille), "score", path, "--patients",
-                        patients, "--out", str(out), "--top", "0"],
+                        patients, "--out", str(out), "--top", "0", "--model", "none",
+                        "--lang", "en"],
                        capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
     if r.returncode != 0:
