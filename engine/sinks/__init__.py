@@ -5,6 +5,13 @@ folder and renamed over the target only once complete (``os.replace`` is atomic 
 run's files (the queue and its quarantine) are all written before any is renamed, so an error
 while writing leaves every one of them as it was. :func:`check_outputs` refuses, before any
 work, a path that is a folder, under a file, or one of the run's inputs.
+
+Two files cannot be renamed at once, so a run whose files are complete first records them in
+a journal beside them (``.<queue>.veille-journal.json``: each temporary file and its target),
+removes the previous run's files, then renames its own and removes the journal. A run stopped
+in between (killed, power lost) leaves the previous pair, or some of the new files with the
+others missing — never a queue from one run beside a quarantine from another — and the next
+run writing there first completes the journal's renames (:func:`recover_pending`).
 """
 from __future__ import annotations
 
@@ -64,6 +71,7 @@ def write_frames(items) -> list[Path]:
     (a full disk, a bad folder) leaves none of them changed. Two tables of one DuckDB file are
     written in one transaction."""
     items = [(f, Path(p), t) for f, p, t in items]
+    recover_pending({p.parent if str(p.parent) else Path(".") for _, p, _ in items})
     by_db: dict[Path, list] = {}
     files = []
     for frame, path, table in items:
@@ -72,6 +80,7 @@ def write_frames(items) -> list[Path]:
         else:
             files.append((frame, path))
     temps = []
+    journal = None
     try:
         for frame, path in files:
             temps.append((_write_temp(frame, path), path))
@@ -80,16 +89,92 @@ def write_frames(items) -> list[Path]:
                 _replace_duckdb_tables(tables, path)
             else:
                 temps.append((_write_temp_duckdb(tables, path), path))
+        if len(temps) > 1:
+            journal = _write_journal(temps)
+            for _, path in temps:           # no old file stays beside a new one
+                if path.exists():
+                    os.unlink(path)
         for tmp, path in temps:
             os.replace(tmp, path)
+        if journal is not None:
+            _fsync_dir(journal.parent)
+            journal.unlink()
+            journal = None
     except OSError as exc:
+        if journal is not None:
+            raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the run's "
+                              f"files are complete and will be put in place by the next run "
+                              f"writing there (journal {journal.name}).") from None
         raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); nothing was "
                           "written.") from None
     finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        if journal is None:                 # stopped before its journal: nothing was changed
+            for tmp, _ in temps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
     return [p for _, p, _ in items]
+
+
+JOURNAL_SUFFIX = ".veille-journal.json"
+
+
+def _fsync_file(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        _fsync_file(folder)
+    except OSError:        # a file system that cannot sync a folder: the renames still hold
+        pass
+
+
+def _write_journal(temps) -> Path:
+    """Record a run's complete temporary files and their targets, durably, before any rename."""
+    for tmp, _ in temps:
+        _fsync_file(tmp)
+    first = temps[0][1]
+    folder = first.parent if str(first.parent) else Path(".")
+    journal = folder / f".{first.name}{JOURNAL_SUFFIX}"
+    entries = [{"tmp": os.path.abspath(tmp), "target": os.path.abspath(path)}
+               for tmp, path in temps]
+    fd, tmp = tempfile.mkstemp(prefix=f".{first.name}.", suffix=".journal.tmp", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(entries, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, journal)
+    _fsync_dir(folder)
+    return journal
+
+
+def recover_pending(folders) -> list[Path]:
+    """Complete the renames of a run stopped between its journal and its end, in ``folders``:
+    every temporary file the journal lists that is still there replaces its target (they were
+    complete when the journal was written); then the journal goes. Returns the files put in
+    place."""
+    done = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for journal in folder.glob(f".*{JOURNAL_SUFFIX}"):
+            try:
+                entries = json.loads(journal.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            for e in entries if isinstance(entries, list) else []:
+                tmp, target = e.get("tmp"), e.get("target")
+                if tmp and target and os.path.exists(tmp) and \
+                        Path(tmp).parent == Path(target).parent:
+                    os.replace(tmp, target)
+                    done.append(Path(target))
+            journal.unlink(missing_ok=True)
+    return done
 
 
 def _mkdir(path: Path) -> Path:
