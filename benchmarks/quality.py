@@ -92,6 +92,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine.sources import file_sha256
+
 RESULTS = Path(__file__).resolve().parent / "results" / "quality"
 HORIZON = dt.timedelta(hours=48)
 
@@ -399,12 +401,6 @@ def check_seeds(seeds: dict[str, list[int]], card: dict) -> dict[int, str]:
                          f"({', '.join(trained[s] for s in clash)}); held-out cohorts need "
                          "other seeds (--base-seed)")
     return trained
-
-
-def file_sha256(path: Path) -> str:
-    from engine.risk.train import file_sha256 as sha
-
-    return sha(path)
 
 
 # -- cohorts ----------------------------------------------------------------------------------

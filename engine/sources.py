@@ -5,6 +5,7 @@ quarantines one row instead of failing the whole file.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -114,3 +115,17 @@ def read_duckdb(path: str, table: str) -> pl.DataFrame:
 def _short(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return msg[:200]
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks; None when ``path`` is not a file
+    (a frame, a ``file.duckdb:table`` source): what run records and model cards note of their
+    inputs."""
+    p = Path(str(path))
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -17,7 +17,6 @@ again. Plain SQL reads it; the open queue a platform fetches is :data:`OPEN_QUEU
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import polars as pl
 
 from .errors import InputError, OutputError
 from .queue import QUEUE_COLUMNS, SEVERITY_TIER
+from .sources import file_sha256
 
 SCHEMA_VERSION = "1"
 WORKFLOW = ("new", "acknowledged", "snoozed", "closed")
@@ -129,18 +129,6 @@ def _check_schema(con, path: Path, *, written: bool = False) -> None:
         if got is None or got[0] != SCHEMA_VERSION:
             raise OutputError(f"{path}: queue store schema {got[0] if got else '?'}, this "
                               f"veille writes schema {SCHEMA_VERSION}.")
-
-
-def file_sha256(path) -> str | None:
-    """SHA-256 of an input file (None for a frame or a DuckDB table)."""
-    p = Path(str(path))
-    if not p.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pack_provenance(ruleset) -> str:

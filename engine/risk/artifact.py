@@ -48,6 +48,7 @@ import numpy as np
 import skops.io as sio
 
 from ..errors import ModelError
+from ..sinks import fsync_dir
 
 FORMAT = "veille-risk-model"
 FORMAT_VERSION = 1
@@ -391,26 +392,13 @@ def _write_files(directory: Path, files: list[tuple[str, bytes]]) -> None:
             os.chmod(tmp, 0o644)
         for tmp, target in temps:
             os.replace(tmp, target)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         raise ModelError(f"cannot be written ({exc.strerror or exc}).", path=str(target)) from None
     finally:
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- loading ---------------------------------------------------------------------------------

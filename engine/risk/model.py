@@ -171,6 +171,13 @@ def describe(feature: str, value: float, lang: str = "en") -> str:
     raise KeyError(f"no words for feature {feature!r}")
 
 
+def fitted_model(calibrated):
+    """The fitted model inside a calibrated one (``CalibratedClassifierCV`` of a
+    ``FrozenEstimator``, as ``veille train`` saves it)."""
+    est = calibrated.calibrated_classifiers_[0].estimator
+    return getattr(est, "estimator", est)
+
+
 class RiskModel:
     """A loaded, verified risk model (see :func:`engine.risk.artifact.load_artifact`)."""
 
@@ -215,9 +222,7 @@ class RiskModel:
 
     def _trees(self):
         """The gradient-boosting model inside the calibration wrapper."""
-        est = self.model
-        inner = est.calibrated_classifiers_[0].estimator
-        return getattr(inner, "estimator", inner)
+        return fitted_model(self.model)
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """SHAP values (log-odds, rows × features) of the gradient-boosting model."""

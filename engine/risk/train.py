@@ -30,6 +30,7 @@ import polars as pl
 
 from ..errors import InputError
 from ..schema import TS_DTYPE
+from ..sources import file_sha256
 from . import features as F
 
 #: labelled event types that are a clinical deterioration the model is trained to anticipate
@@ -224,14 +225,6 @@ def _generator_record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prepare(telemetry, patients, events: pl.DataFrame, *, horizon=HORIZON, seed: int = 0,
             engine=None, event_types=DETERIORATION_EVENTS) -> Labelled:
     """Features, labels and the patient split of a labelled cohort."""
@@ -328,10 +321,11 @@ def train(cohort: Path, out: Path, *, horizon: dt.timedelta = HORIZON, seed: int
     return json.loads((Path(out) / "card.json").read_text())
 
 
-def _inner(calibrated):
-    """The fitted model inside a calibrated one (CalibratedClassifierCV of a FrozenEstimator)."""
-    est = calibrated.calibrated_classifiers_[0].estimator
-    return getattr(est, "estimator", est)
+def _trained_card(card: dict) -> dict:
+    """A loaded card without what :func:`engine.risk.artifact.save_artifact` writes anew (the
+    model file, its hash, the features and the library versions)."""
+    return {k: v for k, v in card.items()
+            if k not in ("model_file", "model_sha256", "features", "libraries")}
 
 
 def recalibrate(model: Path, cohort: Path, out: Path, *, seed: int = 0, name: str | None = None,
@@ -344,6 +338,7 @@ def recalibrate(model: Path, cohort: Path, out: Path, *, seed: int = 0, name: st
     The cohort's patients are split by patient (the seed's hash): 80 % refit the Platt scaling,
     20 % measure it, before and after. Writes a new artifact to ``out``; returns its card."""
     from .artifact import library_versions, load_artifact, save_artifact
+    from .model import fitted_model
 
     files = cohort_files(cohort, telemetry, patients, events)
     names = list(F.feature_names())
@@ -368,13 +363,12 @@ def recalibrate(model: Path, cohort: Path, out: Path, *, seed: int = 0, name: st
     Xt, yt = F.matrix(test), test["y"].to_numpy()
 
     def refit(loaded):
-        new = calibrate(_inner(loaded.model), Xf, yf)
+        new = calibrate(fitted_model(loaded.model), Xf, yf)
         return new, {"before": metrics(yt, loaded.model.predict_proba(Xt)[:, 1]),
                      "after": metrics(yt, new.predict_proba(Xt)[:, 1])}
 
     gb, figures = refit(base)
-    card = {k: v for k, v in base.card.items()
-            if k not in ("model_file", "model_sha256", "features", "libraries")}
+    card = _trained_card(base.card)
     card.update({
         "name": name or Path(out).name,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -398,8 +392,7 @@ def recalibrate(model: Path, cohort: Path, out: Path, *, seed: int = 0, name: st
     save_artifact(Path(out), model=gb, features=names, card=card)
     if baseline is not None:
         lr, lr_figures = refit(baseline)
-        bcard = {k: v for k, v in baseline.card.items()
-                 if k not in ("model_file", "model_sha256", "features", "libraries")}
+        bcard = _trained_card(baseline.card)
         bcard.update({"name": f"{card['name']} (logistic baseline)",
                       "libraries": library_versions(),
                       "recalibrated": {**card["recalibrated"],

@@ -97,7 +97,7 @@ def write_frames(items) -> list[Path]:
         for tmp, path in temps:
             os.replace(tmp, path)
         if journal is not None:
-            _fsync_dir(journal.parent)
+            fsync_dir(journal.parent)
             journal.unlink()
             journal = None
     except OSError as exc:
@@ -126,7 +126,8 @@ def _fsync_file(path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (its renames) to disk, where the file system can."""
     try:
         _fsync_file(folder)
     except OSError:        # a file system that cannot sync a folder: the renames still hold
@@ -148,7 +149,7 @@ def _write_journal(temps) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, journal)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return journal
 
 
