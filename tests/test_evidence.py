@@ -31,3 +31,13 @@ def test_columns_equal_the_row_definitions(columns, template, params):
     want = [render_reason(parts, r) if parts else default_reason("Title.", r, params)
             for r in rows]
     assert reason_column(parts, "Title.", columns, params) == want
+
+
+def test_a_duration_beyond_what_microseconds_hold_prints_as_a_number():
+    """Found by hypothesis in CI: 5e298 h overflowed the duration formatter."""
+    from engine.ruleset.evidence import format_value
+    assert format_value(4.99e298, "h") == "4.99e+298 h"
+    assert format_value(4.99e298, "h", "fr") == "4,99e+298\u00a0h"
+    assert format_value(float("inf"), "h") == "inf h"
+    assert format_value(90, "min") == "1h30m"
+    assert format_value(2e15, "kg") == "2e+15 kg"

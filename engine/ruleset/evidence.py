@@ -72,10 +72,17 @@ def format_value(value, unit: str, lang: str = "en") -> str:
     if isinstance(value, str):
         return value
     v = float(value)
-    if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
+    if _is_duration(v, unit):
         return _duration_text(v, unit)
     text = _number_text(v)
     return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}" if unit else text
+
+
+def _is_duration(v: float, unit: str) -> bool:
+    """A value written as a duration: a time unit, and non-negative and within what a
+    64-bit microsecond count holds (a larger one is printed as a number of its unit)."""
+    return (unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0
+            and v * _TIME_UNITS_US[unit] < 2**63)
 
 
 def _duration_text(v: float, unit: str) -> str:
@@ -97,7 +104,9 @@ def _number_text(v: float) -> str:
     """A number with at most three decimals, no trailing zeros ('2.5', '81.2', '-5.019')."""
     if not math.isfinite(v):
         return str(v)
-    if v == int(v) and abs(v) < 1e15:
+    if abs(v) >= 1e15:              # not a clinical figure: six significant digits
+        return f"{v:.6g}"
+    if v == int(v):
         return str(int(v))
     # three decimals: a value just under a threshold (69.995 %) must not print as the
     # threshold itself
@@ -133,7 +142,7 @@ def french_value(value, unit: str) -> str:
     if isinstance(value, str):
         return value
     v = float(value)
-    if unit in _TIME_UNITS_US and math.isfinite(v) and v >= 0:
+    if _is_duration(v, unit):
         text = _duration_text(v, unit)
         if text.endswith(" s"):
             return text[:-2].replace(".", ",") + NBSP + "s"
