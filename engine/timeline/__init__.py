@@ -200,44 +200,35 @@ def _offsets_at(us: np.ndarray, zone: str) -> np.ndarray:
     return (local - pl.Series(us)).to_numpy()
 
 
-def zone_offsets(ts: np.ndarray, zone: str) -> np.ndarray:
-    """The UTC offset (µs, local minus UTC) of ``zone`` at each µs time of ``ts``.
-
-    The offset is read once per hour over ``ts``'s span (8,760 conversions for a year) rather
-    than per row — a zone-aware conversion of every reading costs a hundred times more — and
-    exactly, row by row, only within the hours where it changes (a clock change; some happened
-    at odd minutes, such as Newfoundland's at 00:01 until 2011).
-    """
-    if ts.size == 0:
-        return np.zeros(0, np.int64)
-    first = int(ts.min()) // HOUR_US
-    grid = np.arange(first, int(ts.max()) // HOUR_US + 2, dtype=np.int64) * HOUR_US
-    at_grid = _offsets_at(grid, zone)
-    k = ts // HOUR_US - first
-    out = at_grid[k]
-    changing = np.flatnonzero(at_grid[k] != at_grid[k + 1])
-    if changing.size:
-        out[changing] = _offsets_at(ts[changing], zone)
-    return out
-
-
 def _local_clock(ts: np.ndarray, patient: np.ndarray,
                  zones: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(hour of day as a decimal, to the second; ISO day of week, 1 = Monday) of each µs time
-    in its patient's zone (``zones[code]``; ``patient`` the row's patient code)."""
+    in its patient's zone (``zones[code]``; ``patient`` the row's patient code).
+
+    Each zone's offset is read once per hour over ``ts``'s span (8,760 conversions for a year)
+    rather than per row — a zone-aware conversion of every reading costs a hundred times more —
+    and one parallel pass (:func:`kernels.local_clock`) applies it; the rows within an hour where
+    their zone's offset changes (a clock change; some happened at odd minutes, such as
+    Newfoundland's at 00:01 until 2011) are then converted exactly."""
+    hour = np.empty(ts.size, np.float64)
+    dow = np.empty(ts.size, np.float64)
+    if ts.size == 0:
+        return hour, dow
     names = sorted(set(zones))
-    if len(names) == 1:
-        local = ts + zone_offsets(ts, names[0])
-    else:
-        code = np.searchsorted(names, np.asarray(zones, dtype=object)).astype(np.int32)[patient]
-        local = np.empty(ts.size, np.int64)
-        for z, zone in enumerate(names):
-            rows = np.flatnonzero(code == z)
-            local[rows] = ts[rows] + zone_offsets(ts[rows], zone)
-    of_day = local % DAY_US
-    hour = (of_day // SECOND_US) / 3600.0
-    # 1970-01-01, day 0, was a Thursday (ISO 4)
-    dow = ((local // DAY_US + 3) % 7 + 1).astype(np.float64)
+    code = np.searchsorted(names, np.asarray(zones, dtype=object)).astype(np.int32)
+    first = int(ts.min()) // HOUR_US
+    grid_us = np.arange(first, int(ts.max()) // HOUR_US + 2, dtype=np.int64) * HOUR_US
+    grid = np.stack([_offsets_at(grid_us, zone) for zone in names]).astype(np.int64)
+    row_zone = code[patient] if len(names) > 1 else np.zeros(ts.size, np.int32)
+    exact = np.empty(ts.size, np.bool_)
+    K.local_clock(ts, row_zone, first, grid, hour, dow, exact)
+    rows = np.flatnonzero(exact)
+    for z, zone in enumerate(names):
+        mine = rows[row_zone[rows] == z]
+        if mine.size:
+            local = ts[mine] + _offsets_at(ts[mine], zone)
+            hour[mine] = ((local % DAY_US) // SECOND_US) / 3600.0
+            dow[mine] = ((local // DAY_US + 3) % 7 + 1).astype(np.float64)
     return hour, dow
 
 
