@@ -72,7 +72,7 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         i = int((~scale.is_in([1, 2])).arg_true()[0])
         raise InputError("spo2_scale must be 1 or 2 (scale 2 only for a prescribed 88-92 % "
                          "target).", path=name, row=i + 1, column="spo2_scale")
-    for col in ("enrolled_at", "discharged_at", "surgery_at"):
+    for col in ("enrolled_at", "discharged_at", "surgery_at", "device_ended_at"):
         early = df[col] < EARLIEST
         if early.any():
             i = int(early.arg_true()[0])

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -37,6 +38,9 @@ from .paths import bundled
 from .ruleset.evaluate import conditions
 from .ruleset.i18n import DEFAULT_LANG, check_lang
 from .timeline import Telemetry, build
+
+if TYPE_CHECKING:
+    from .hygiene import HygieneConfig, HygieneReport
 
 #: rows of telemetry per chunk of whole patients: large enough that per-chunk overheads vanish,
 #: small enough that the chunk's detector outputs and timelines stay in a few hundred MB
@@ -70,6 +74,9 @@ class Result:
     risk: pl.DataFrame | None = None
     #: the model's input at those times (``patient_id``, ``ts``, the features in order)
     features: pl.DataFrame | None = None
+    #: alerts hidden by the hygiene stage, by kind (:class:`engine.hygiene.HygieneReport`);
+    #: None when hygiene is off
+    hygiene: "HygieneReport | None" = None
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -87,9 +94,13 @@ class Engine:
     >>> result.queue.head()                        # doctest: +SKIP
     """
 
-    def __init__(self, ruleset, model=None, *, lang: str = DEFAULT_LANG):
+    def __init__(self, ruleset, model=None, *, lang: str = DEFAULT_LANG,
+                 hygiene: "HygieneConfig | None" = None):
         self.ruleset = ruleset
         self.model = model
+        #: the alert-hygiene stage's settings (:mod:`engine.hygiene`); None: off, the queue as
+        #: ranked (``veille score`` turns it on unless ``--no-hygiene``)
+        self.hygiene = hygiene
         #: the language of the alerts' titles and reasons: 'fr' (default) or 'en'
         self.lang = check_lang(lang)
         packs = list(ruleset.packs)
@@ -102,7 +113,8 @@ class Engine:
     @classmethod
     def from_paths(cls, rules: str | Path | Sequence[str | Path] | None = None,
                    sites: Sequence[str | Path] = (), *, model: str | Path | None = None,
-                   lang: str = DEFAULT_LANG) -> "Engine":
+                   lang: str = DEFAULT_LANG,
+                   hygiene: "HygieneConfig | None" = None) -> "Engine":
         """An engine over rule packs (default: the bundled ``rules/``) and site overrides, with
         the risk model of the artifact folder ``model`` (``"default"``: the bundled one; None:
         no model, the queue ranks by severity then waiting time). ``lang`` is the language of
@@ -119,13 +131,15 @@ class Engine:
             from .risk.model import RiskModel
 
             risk = RiskModel.load(model)
-        return cls(load_rules(list(rules), sites=list(sites)), model=risk, lang=lang)
+        return cls(load_rules(list(rules), sites=list(sites)), model=risk, lang=lang,
+                   hygiene=hygiene)
 
     def score(self, telemetry, patients=None, *, tz: str | None = None,
               now: dt.datetime | None = None, as_of: dt.datetime | None = None,
               columns: dict[str, str] | None = None, metric: str | None = None,
               unit: str | None = None, programme: str | None = None,
-              progress: Callable[[str], None] | None = None) -> Result:
+              progress: Callable[[str], None] | None = None, silences: Sequence = ()
+              ) -> Result:
         """Run every stage. ``telemetry`` and ``patients`` are paths or frames.
 
         ``as_of`` is the time the queue is drawn up for: rules are evaluated up to it, so a device
@@ -139,11 +153,13 @@ class Engine:
             progress("ingest")
         inputs = load_inputs(telemetry, patients, tz=tz, now=now, columns=columns,
                              metric=metric, unit=unit, programme=programme)
-        return self.score_inputs(inputs, as_of=as_of, progress=progress)
+        return self.score_inputs(inputs, as_of=as_of, progress=progress, silences=silences)
 
     def score_inputs(self, inputs: "Inputs", *, as_of: dt.datetime | None = None,
-                     progress: Callable[[str], None] | None = None) -> Result:
-        """The stages after ingest, on inputs from :func:`load_inputs`."""
+                     progress: Callable[[str], None] | None = None,
+                     silences: Sequence = ()) -> Result:
+        """The stages after ingest, on inputs from :func:`load_inputs`. ``silences``
+        (:class:`engine.hygiene.Silence`) are honoured when hygiene is on."""
         timings = {"ingest": inputs.seconds}
         ing, pats = inputs.ingest, inputs.patients
         require_usable(ing)
@@ -193,10 +209,18 @@ class Engine:
         if progress:
             progress("queue")
         q = queue_mod.build_queue(episodes, alert_risk)
+        cleaned = None
+        if self.hygiene is not None:
+            from . import hygiene
+
+            q, cleaned = hygiene.apply(q, as_of=until, inhibitions=self.ruleset.inhibitions,
+                                       silences=silences, patients=pats, config=self.hygiene,
+                                       silence_rules=hygiene.silence_rule_ids(self.ruleset))
         timings["queue"] = time.perf_counter() - t
         return Result(clean=clean, quarantine=ing.quarantine, report=report, patients=pats,
                       episodes=episodes, queue=q, timings=timings, as_of=until,
-                      pending=combine_pending(pending, pats), risk=risk, features=feats)
+                      pending=combine_pending(pending, pats), risk=risk, features=feats,
+                      hygiene=cleaned)
 
 
 @dataclass

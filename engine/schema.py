@@ -132,6 +132,8 @@ PATIENT_SCHEMA: dict[str, tuple[pl.DataType, bool, str]] = {
     "enrolled_at": (TS_DTYPE, False, "start of telemonitoring"),
     "discharged_at": (TS_DTYPE, False, "end of telemonitoring (discharge from the programme); "
                       "empty while the patient is followed"),
+    "device_ended_at": (TS_DTYPE, False, "end of the devices' loan (returned) while the "
+                        "patient is still followed: no device-silence alert after it"),
     "tz": (pl.String(), False, "the patient's IANA time zone, e.g. Europe/Paris (for rules on "
            "the local time of day); empty: the site's"),
     "surgery_at": (TS_DTYPE, False, "date of the surgery the follow-up is for (post-bariatric)"),

@@ -13,6 +13,15 @@ record who did what, when and why (``alert_events``), and set the alert's ``work
 (``new``, ``acknowledged``, ``snoozed`` until a time, ``closed``). A snoozed alert is back in
 the open queue once its time has passed; an acknowledged alert whose severity rises is ``new``
 again. Plain SQL reads it; the open queue a platform fetches is :data:`OPEN_QUEUE_SQL`.
+
+Alert hygiene (:mod:`engine.hygiene`) adds what Alertmanager users expect: **silences**
+(``silences``: matchers on patients, rules, packs, severities and labels, an author, a reason,
+a start and an end; ``veille queue silence add|list|expire``, each change in
+``silence_events``), honoured by the next ``veille score --store`` and at once by ``veille
+queue list``; a snooze covers its patient and rule only (snoozing "glucose high" never hides
+"glucose low"); an open, unacknowledged high alert is **re-raised** every
+``reraise_after`` (an ``alert_events`` row ``re-raised``, ``reraised_at`` and
+``reraise_count`` on the alert, first in the open queue).
 """
 from __future__ import annotations
 
@@ -50,7 +59,20 @@ _DDL = [
     """create table if not exists alert_events (
         alert_id varchar, run_id bigint, happened_at timestamptz, event varchar, actor varchar,
         note varchar, detail varchar)""",
+    """create table if not exists silences (
+        silence_id varchar primary key, patients varchar, rules varchar, packs varchar,
+        severity varchar, labels varchar, author varchar, reason varchar,
+        starts_at timestamptz, ends_at timestamptz, created_at timestamptz,
+        expired_at timestamptz, expired_by varchar)""",
+    """create table if not exists silence_events (
+        silence_id varchar, happened_at timestamptz, event varchar, actor varchar,
+        note varchar)""",
 ]
+#: columns added to ``alerts`` by alert hygiene (a store written before gets them on its
+#: next write; they stay null for a run with --no-hygiene)
+_HYGIENE_DDL = {"suppressed_by": "varchar", "flapping": "boolean", "flap_count": "bigint",
+                "group_key": "varchar", "group_size": "bigint", "group_rules": "varchar",
+                "reraised_at": "timestamptz", "reraise_count": "bigint"}
 
 #: the open queue as a platform fetches it: open alerts not snoozed into the future and not
 #: closed by a nurse, most urgent first (``now`` is a bound timestamp)
@@ -58,7 +80,8 @@ OPEN_QUEUE_SQL = """
 select * from alerts
 where status = 'open' and workflow <> 'closed'
   and (workflow <> 'snoozed' or snoozed_until <= $now)
-order by priority
+  and suppressed_by is null
+order by reraised_at is null, priority
 """
 
 _LOCK = re.compile(r"PID (\d+)")
@@ -140,10 +163,34 @@ def pack_provenance(ruleset) -> str:
     return json.dumps(out, sort_keys=True)
 
 
+def _migrate(con) -> None:
+    """Create the store's tables, and add the hygiene columns to a store written before."""
+    for ddl in _DDL:
+        con.run(ddl)
+    for col, kind in _HYGIENE_DDL.items():
+        con.run(f"alter table alerts add column if not exists {col} {kind}")
+
+
+def _reraise(con, as_of: dt.datetime, after: dt.timedelta, severities) -> list:
+    """Raise again the open, unacknowledged, shown alerts of ``severities`` left waiting
+    ``after`` since their opening or their last re-raise (as of the run's time)."""
+    rows = con.all(
+        "select alert_id, coalesce(reraised_at, opened_at) from alerts where status = 'open' "
+        "and workflow = 'new' and suppressed_by is null and severity in (select unnest(?))",
+        [list(severities)])
+    due = [a for a, since in rows if since is not None and as_of - since >= after]
+    if due:
+        con.run("update alerts set reraised_at = ?, reraise_count = coalesce(reraise_count, 0)"
+                " + 1 where alert_id in (select unnest(?))", [as_of, due])
+    return [(a, "re-raised", f"unacknowledged for {after} or more") for a in due]
+
+
 def write_run(path: str | Path, result, *, engine=None, input_path=None,
-              started_at: dt.datetime | None = None) -> int:
+              started_at: dt.datetime | None = None,
+              reraise_after: dt.timedelta | None = None, reraise=("high",)) -> int:
     """Record a run (:class:`engine.pipeline.Result`) in the store at ``path`` (created when
-    missing, owner-only), in one transaction; returns the run id."""
+    missing, owner-only), in one transaction; returns the run id. With ``reraise_after``, an
+    open, unacknowledged alert of a ``reraise`` severity is re-raised (:func:`_reraise`)."""
     from . import __version__
 
     path = Path(path)
@@ -155,13 +202,13 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
             os.chmod(path, 0o600)
         _check_schema(con, path)
         con.run("begin transaction")
-        for ddl in _DDL:
-            con.run(ddl)
+        _migrate(con)
         con.run("insert or replace into store_meta values ('schema_version', ?)",
                     [SCHEMA_VERSION])
         run_id = con.one("select nextval('run_ids')")[0]
         now = dt.datetime.now(dt.timezone.utc)
-        q = result.queue.select(list(QUEUE_COLUMNS))
+        q = result.queue.select(list(QUEUE_COLUMNS)
+                                + [c for c in _HYGIENE_DDL if c in result.queue.columns])
         con.register("q", q.to_arrow())
         before = con.frame("select alert_id, severity, status, workflow from alerts "
                            "where alert_id in (select alert_id from q)")
@@ -189,8 +236,12 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
             select q.*, ? as first_run, ? as last_run, 'new' as workflow,
                    null as workflow_by, null as workflow_at, null as snoozed_until
             from q where alert_id not in (select alert_id from alerts)""", [run_id, run_id])
-        con.run("""
-            update alerts set severity = q.severity, risk = q.risk,
+        # a run without hygiene leaves no stale reason behind
+        extra = "".join(f"{c} = q.{c}, " if c in q.columns else f"{c} = null, "
+                        for c in list(_HYGIENE_DDL)[:6])
+        con.run(f"""
+            update alerts set {extra}
+                   severity = q.severity, risk = q.risk,
                    risk_factors = q.risk_factors, status = q.status,
                    last_seen_at = q.last_seen_at, resolved_at = q.resolved_at, title = q.title,
                    reason = q.reason, evidence = q.evidence, labels = q.labels,
@@ -200,6 +251,8 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
             # an acknowledged alert whose severity rises is the team's to see again
             con.run("update alerts set workflow = 'new' where workflow = 'acknowledged' "
                         "and alert_id in (select unnest(?))", [sorted(raised)])
+        if reraise_after is not None and result.as_of is not None:
+            events += _reraise(con, result.as_of, reraise_after, reraise)
         for alert, event, detail in events:
             con.run("insert into alert_events values (?, ?, ?, ?, 'veille', null, ?)",
                         [alert, run_id, now, event, detail])
@@ -257,8 +310,14 @@ def open_queue(path: str | Path, *, now: dt.datetime | None = None, status: str 
     try:
         _check_schema(con, path, written=True)
         now = now or dt.datetime.now(dt.timezone.utc)
+        hygiene = "suppressed_by" in {r[0] for r in con.all(
+            "select column_name from information_schema.columns where table_name = 'alerts'")}
         if status == "open":
-            df = con.frame(OPEN_QUEUE_SQL, {"now": now})
+            sql = OPEN_QUEUE_SQL if hygiene else OPEN_QUEUE_SQL.replace(
+                "and suppressed_by is null", "").replace("reraised_at is null, ", "")
+            df = con.frame(sql, {"now": now})
+            if hygiene:
+                df = _honour(df, _silences(con, now) + _snoozes(con, now), now)
         elif status == "all":
             df = con.frame("select * from alerts order by status, priority nulls last, "
                            "opened_at")
@@ -269,6 +328,177 @@ def open_queue(path: str | Path, *, now: dt.datetime | None = None, status: str 
     if patient is not None:
         df = df.filter(pl.col("patient_id") == patient)
     return df
+
+
+def _honour(df: pl.DataFrame, silences: list, now: dt.datetime) -> pl.DataFrame:
+    """The open alerts no active silence or snooze covers (those added since the run)."""
+    if not silences or df.height == 0:
+        return df
+    keep = []
+    for r in df.iter_rows(named=True):
+        a = {**r, "_labels": json.loads(r["labels"] or "{}")}
+        keep.append(not any(s.starts_at <= now < s.ends_at and s.matches(a) for s in silences))
+    return df.filter(pl.Series(keep, dtype=pl.Boolean))
+
+
+def _silences(con, now: dt.datetime) -> list:
+    """The store's silences not expired by hand and not yet ended, as
+    :class:`engine.hygiene.Silence` s."""
+    from .hygiene import Silence
+    from .ruleset.packs import AlertMatcher
+
+    tables = {r[0] for r in con.all("select table_name from information_schema.tables")}
+    if "silences" not in tables:
+        return []
+    rows = con.frame("select * from silences where expired_at is null and ends_at > $now",
+                     {"now": now})
+    out = []
+    for r in rows.iter_rows(named=True):
+        def listed(key):
+            v = json.loads(r[key]) if r[key] else None
+            return frozenset(v) if v is not None else None
+        out.append(Silence(r["silence_id"], AlertMatcher(
+            rules=listed("rules"), packs=listed("packs"), severity=listed("severity"),
+            labels=tuple(sorted(json.loads(r["labels"] or "{}").items()))),
+            r["starts_at"], r["ends_at"], r["author"] or "", r["reason"] or "",
+            patients=listed("patients")))
+    return out
+
+
+def _snoozes(con, now: dt.datetime) -> list:
+    """Each snoozed alert's snooze as a silence of its patient and rule only: a later alert
+    of the same rule waits too, the opposite direction (another rule) never does."""
+    from .hygiene import Silence
+    from .ruleset.packs import AlertMatcher
+
+    rows = con.all("select alert_id, patient_id, rule_id, workflow_at, snoozed_until, "
+                   "workflow_by from alerts where workflow = 'snoozed' and snoozed_until > ?",
+                   [now])
+    return [Silence(f"snooze:{a}", AlertMatcher(rules=frozenset([rule])),
+                    dt.datetime.min.replace(tzinfo=dt.timezone.utc), until, by or "",
+                    patients=frozenset([pid])) for a, pid, rule, _, until, by in rows]
+
+
+def store_silences(path: str | Path, now: dt.datetime | None = None) -> list:
+    """The active silences and snoozes of the store at ``path`` (none when it does not exist
+    yet), for a run's hygiene stage."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    con = _connect(path, read_only=True)
+    try:
+        _check_schema(con, path)
+        tables = {r[0] for r in con.all("select table_name from information_schema.tables")}
+        if "alerts" not in tables:
+            return []
+        now = now or dt.datetime.now(dt.timezone.utc)
+        return _silences(con, now) + _snoozes(con, now)
+    finally:
+        con.close()
+
+
+def add_silence(path: str | Path, *, by: str, reason: str, ends_at: dt.datetime,
+                starts_at: dt.datetime | None = None, patients=None, rules=None, packs=None,
+                severity=None, labels: dict | None = None,
+                now: dt.datetime | None = None) -> str:
+    """Record a silence (see :class:`engine.hygiene.Silence`); returns its id. It must match
+    on something (a silence of every alert of every patient is refused), have an author and
+    a reason, and end after it starts and after now."""
+    import hashlib
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    starts_at = starts_at or now
+    if not by or not by.strip():
+        raise InputError("--by must name who silences (an initials or a staff id).")
+    if not reason or not reason.strip():
+        raise InputError("--reason must say why (e.g. 'hospital stay'): a silence hides "
+                         "alerts, the team must know why.")
+    if not (patients or rules or packs or severity or labels):
+        raise InputError("a silence must match something: give --patient, --rule, --pack, "
+                         "--severity or --label (a silence of every alert is refused).")
+    for t, name in ((starts_at, "--starts"), (ends_at, "--until")):
+        if t.tzinfo is None:
+            raise InputError(f"{name} needs a time zone (e.g. 2026-02-15T08:00+01:00).")
+    if ends_at <= starts_at or ends_at <= now:
+        raise InputError(f"--until {ends_at.isoformat()} must be after the start and after "
+                         "now.")
+    for s in severity or ():
+        if s not in SEVERITY_TIER:
+            raise InputError(f"--severity must be high, medium or low; got {s!r}.")
+
+    def text(v):
+        return None if not v else json.dumps(sorted(v))
+    key = json.dumps([text(patients), text(rules), text(packs), text(severity), labels,
+                      by, reason, now.isoformat()], default=str)
+    sid = hashlib.sha256(key.encode()).hexdigest()[:12]
+    path = Path(path)
+    new = not path.exists()
+    con = _connect(path)
+    try:
+        if new:
+            os.chmod(path, 0o600)
+        _check_schema(con, path)
+        con.run("begin transaction")
+        _migrate(con)
+        con.run("insert or replace into store_meta values ('schema_version', ?)",
+                [SCHEMA_VERSION])
+        con.run("insert into silences values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
+                [sid, text(patients), text(rules), text(packs), text(severity),
+                 json.dumps(labels or {}, sort_keys=True), by.strip(), reason.strip(),
+                 starts_at, ends_at, now])
+        con.run("insert into silence_events values (?, ?, 'created', ?, ?)",
+                [sid, now, by.strip(), reason.strip()])
+        con.run("commit")
+    finally:
+        con.close()
+    return sid
+
+
+def expire_silence(path: str | Path, silence_id: str, *, by: str,
+                   note: str | None = None, now: dt.datetime | None = None) -> None:
+    """End a silence now (recorded with who and why)."""
+    if not by or not by.strip():
+        raise InputError("--by must name who expires the silence.")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no queue store there.", path=str(path))
+    con = _connect(path)
+    try:
+        _check_schema(con, path, written=True)
+        _migrate(con)
+        row = con.one("select expired_at from silences where silence_id = ?", [silence_id])
+        if row is None:
+            raise InputError(f"no silence {silence_id!r} in the store (veille queue silence "
+                             "list shows the ids).", path=str(path))
+        if row[0] is not None:
+            raise InputError(f"silence {silence_id!r} was already expired at "
+                             f"{row[0].isoformat()}.", path=str(path))
+        con.run("begin transaction")
+        con.run("update silences set expired_at = ?, expired_by = ? where silence_id = ?",
+                [now, by.strip(), silence_id])
+        con.run("insert into silence_events values (?, ?, 'expired', ?, ?)",
+                [silence_id, now, by.strip(), note])
+        con.run("commit")
+    finally:
+        con.close()
+
+
+def list_silences(path: str | Path, *, every: bool = False,
+                  now: dt.datetime | None = None) -> pl.DataFrame:
+    """The store's silences: the active and future ones, or ``every`` one."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    con = _connect(Path(path), read_only=True)
+    try:
+        _check_schema(con, Path(path), written=True)
+        tables = {r[0] for r in con.all("select table_name from information_schema.tables")}
+        if "silences" not in tables:
+            return pl.DataFrame()
+        where = "" if every else "where expired_at is null and ends_at > $now"
+        return con.frame(f"select * from silences {where} order by starts_at",
+                         {"now": now} if not every else None)
+    finally:
+        con.close()
 
 
 def act(path: str | Path, alert_id: str, action: str, *, by: str, note: str | None = None,

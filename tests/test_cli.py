@@ -27,7 +27,10 @@ def test_score_bundled_sample(sample_run):
     assert "rows in 539,833 = used 539,833 + quarantined 0 + duplicates collapsed 0" in \
         result.output.replace("\n", " ")
     queue = pl.read_parquet(out)
-    assert queue.schema == pl.Schema(QUEUE_COLUMNS)
+    from engine.hygiene import HYGIENE_COLUMNS
+
+    # veille score runs alert hygiene unless --no-hygiene: its columns follow the queue's
+    assert queue.schema == pl.Schema({**QUEUE_COLUMNS, **HYGIENE_COLUMNS})
     assert queue.height > 0
     assert out.with_name("queue.quarantine.parquet").exists()
 

@@ -36,6 +36,9 @@ def backtest(
     markdown: Annotated[bool, typer.Option(help="Print the table as Markdown.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the table (.parquet, .csv, "
                                                      ".jsonl).")] = None,
+    hygiene: Annotated[bool, typer.Option(
+        "--hygiene", help="Also say what alert hygiene does: alerts reaching the queue per "
+        "100 patient-days without and with it, and the labelled events still caught.")] = False,
 ) -> None:
     """Score a labelled cohort and report, per pack, how many labelled episodes it caught."""
     from ..backtest import backtest as run_backtest
@@ -62,6 +65,8 @@ def backtest(
                           columns=parse_columns(columns))
     table = run_backtest(result.episodes, labelled, result.clean, result.patients,
                          engine.ruleset.packs)
+    if hygiene:
+        _hygiene_lines(engine, result, labelled)
     if unknown:
         say("left out: " + ", ".join(f"{t} ({n} events)" for t, n in sorted(unknown.items()))
             + " — no pack is meant to detect these event types")
@@ -84,3 +89,20 @@ def backtest(
                   str(r["detected_24h"]), str(r["episodes"]), f(r["alerts_per_100_pd"], "{:.2f}"),
                   f(r["unmatched_share"], "{:.0%}"))
     console.print(t)
+
+
+def _hygiene_lines(engine, result, labelled) -> None:
+    from .. import hygiene as H
+    from ..backtest import hygiene_effect
+
+    queue, _ = H.apply(result.queue, as_of=result.as_of, inhibitions=engine.ruleset.inhibitions,
+                       patients=result.patients, config=H.HygieneConfig(),
+                       silence_rules=H.silence_rule_ids(engine.ruleset))
+    e = hygiene_effect(queue, labelled, result.clean, result.patients)
+    say(f"hygiene  alerts reaching the queue per 100 patient-days: off {e['off']:.2f} "
+        f"({e['alerts_off']:,} alerts), on {e['on']:.2f} ({e['alerts_on']:,}) over "
+        f"{e['patient_days']:,.0f} patient-days; labelled events with an alert: "
+        f"{e['caught_off']} of {e['events']} off, {e['caught_on']} on")
+    for r in e["lost"].iter_rows(named=True):
+        say(f"lost     {r['patient_id']} {r['event_type']} at "
+            f"{r['event_time'].isoformat(timespec='minutes')}: {', '.join(r['reasons'])}")

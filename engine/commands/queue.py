@@ -25,11 +25,17 @@ def list_(
                                               "left out) or all.")] = "open",
     patient: Annotated[Optional[str], typer.Option(help="Only this patient's alerts.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 30,
+    group: Annotated[Optional[str], typer.Option(
+        help="One line per group, worst first: 'patient' or 'label:NAME' (e.g. "
+             "label:domain).")] = None,
 ) -> None:
-    """The queue in the store, most urgent first."""
+    """The queue in the store, most urgent first (silences and snoozes honoured)."""
     from ..store import open_queue
 
     df = open_queue(store, status=status, patient=patient)
+    if group is not None:
+        _grouped(df, group, limit)
+        return
     table = Table(title=f"{df.height:,} alert(s)")
     for col in ("alert", "patient", "severity", "risk", "status", "workflow", "opened", "reason"):
         table.add_column(col)
@@ -39,6 +45,121 @@ def list_(
                       risk, cell(r["status"]), cell(r["workflow"]),
                       cell(r["opened_at"].isoformat(timespec="minutes")), cell(r["reason"]))
     console.print(table)
+
+
+def _grouped(df, group: str, limit: int) -> None:
+    import json
+
+    import polars as pl
+
+    from ..errors import InputError
+
+    if group == "patient":
+        key = df["patient_id"]
+    elif group.startswith("label:") and group[6:]:
+        name = group[6:]
+        key = pl.Series([json.loads(x or "{}").get(name, "(none)") for x in df["labels"]],
+                        dtype=pl.String)
+    else:
+        raise InputError(f"--group must be 'patient' or 'label:NAME'; got {group!r}.")
+    by = (df.with_columns(_g=key, _n=pl.int_range(pl.len()))
+          .group_by("_g", maintain_order=True)
+          .agg(pl.len().alias("n"), pl.col("severity").first(), pl.col("rule_id").first(),
+               pl.col("rule_id").slice(1).str.join(", ").alias("others"),
+               pl.col("reason").first()))
+    table = Table(title=f"{by.height:,} group(s), {df.height:,} alert(s)")
+    for col in ("group", "alerts", "worst", "rule", "also", "reason"):
+        table.add_column(col)
+    for r in by.head(limit).iter_rows(named=True):
+        table.add_row(cell(r["_g"]), str(r["n"]), cell(r["severity"]), cell(r["rule_id"]),
+                      cell(r["others"]), cell(r["reason"]))
+    console.print(table)
+
+
+silence_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                          help="Silences: hide matching alerts until a time (a hospital "
+                               "stay, a known outage), with who and why.")
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+@friendly_errors
+def silence_add(
+    store: Annotated[Path, _STORE], by: Annotated[str, _BY],
+    reason: Annotated[str, typer.Option(help="Why, e.g. 'hospital stay' (recorded).")],
+    until: Annotated[str, typer.Option(help="End, an ISO time with its zone.")],
+    starts: Annotated[Optional[str], typer.Option(help="Start (default: now).")] = None,
+    patient: Annotated[list[str], typer.Option(help="Patient id (repeatable).")] = [],
+    rule: Annotated[list[str], typer.Option(help="Rule id (repeatable).")] = [],
+    pack: Annotated[list[str], typer.Option(help="Pack name (repeatable).")] = [],
+    severity: Annotated[list[str], typer.Option(help="high, medium or low (repeatable).")] = [],
+    label: Annotated[list[str], typer.Option(help="NAME=VALUE (repeatable), e.g. "
+                                                  "device=oximeter.")] = [],
+) -> None:
+    """Silence the alerts matching every option given, until a time."""
+    from ..errors import InputError
+    from ..store import add_silence
+    from .score import parse_as_of
+
+    labels = {}
+    for item in label:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            raise InputError(f"--label takes NAME=VALUE, e.g. device=oximeter; got {item!r}.")
+        labels[k.strip()] = v.strip()
+    sid = add_silence(store, by=by, reason=reason, ends_at=parse_as_of(until),
+                      starts_at=parse_as_of(starts), patients=patient, rules=rule,
+                      packs=pack, severity=severity, labels=labels)
+    say(f"silence {sid} added by {by.strip()} until {until}")
+
+
+@silence_app.command("list")
+@friendly_errors
+def silence_list(store: Annotated[Path, _STORE],
+                 all_: Annotated[bool, typer.Option("--all", help="Expired ones too.")] = False
+                 ) -> None:
+    """The silences in force (or every one with --all)."""
+    from ..store import list_silences
+
+    df = list_silences(store, every=all_)
+    table = Table(title=f"{df.height:,} silence(s)")
+    for col in ("id", "matches", "author", "reason", "starts", "ends", "expired"):
+        table.add_column(col)
+    for r in df.iter_rows(named=True):
+        what = "; ".join(f"{k} {r[k]}" for k in ("patients", "rules", "packs", "severity",
+                                                 "labels") if r[k] and r[k] != "{}")
+        table.add_row(cell(r["silence_id"]), cell(what), cell(r["author"]), cell(r["reason"]),
+                      cell(r["starts_at"].isoformat(timespec="minutes")),
+                      cell(r["ends_at"].isoformat(timespec="minutes")),
+                      cell("" if r["expired_at"] is None else
+                           f"{r['expired_at'].isoformat(timespec='minutes')} by "
+                           f"{r['expired_by']}"))
+    console.print(table)
+
+
+@silence_app.command("expire")
+@friendly_errors
+def silence_expire(silence_id: str, store: Annotated[Path, _STORE], by: Annotated[str, _BY],
+                   note: Annotated[Optional[str], _NOTE] = None) -> None:
+    """End a silence now: its alerts are back in the open queue."""
+    from ..store import expire_silence
+
+    expire_silence(store, silence_id, by=by, note=note)
+    say(f"silence {silence_id} expired by {by.strip()}")
+
+
+@app.command("test")
+@friendly_errors
+def test(paths: list[Path]) -> None:
+    """Run queue-level tests written as data (grouping, inhibition, silences, snoozes, flap
+    detection, working hours); exit 1 on a failure."""
+    from ..queuetest import run_files
+
+    report = run_files(paths)
+    for line in report.lines():
+        say(line)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _act(action: str, store: Path, alert_id: str, by: str, note: str | None,

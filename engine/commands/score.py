@@ -71,6 +71,26 @@ def score(
     lang: Annotated[str, typer.Option(
         "--lang", help="Language of the alerts' titles and reasons: 'fr' (French) or 'en' "
                        "(English).")] = "fr",
+    no_hygiene: Annotated[bool, typer.Option(
+        "--no-hygiene", help="Turn alert hygiene off (inhibition, silences, flap detection, "
+        "working hours, grouping, re-raise): the queue as ranked.")] = False,
+    silences: Annotated[Optional[Path], typer.Option(
+        "--silences", help="YAML file of silences for this run (a list of {id, patients, "
+        "rules, packs, severity, labels, author, reason, starts, ends}); a store's own "
+        "silences apply too.")] = None,
+    working_hours: Annotated[str, typer.Option(
+        help="The team's hours, local time of each patient: low alerts opened outside them "
+             "wait for the next opening ('none': nothing waits).")] = "08:00-18:00",
+    working_days: Annotated[str, typer.Option(help="The team's days, e.g. mon-fri.")] = "mon-fri",
+    team_tz: Annotated[str, typer.Option(
+        "--team-tz", help="Time zone of patients without a tz column, for working hours.")
+    ] = "Europe/Paris",
+    flap: Annotated[str, typer.Option(
+        help="Flap detection: N openings of a patient's rule within a window merge into one "
+             "entry flagged flapping, as 'N/WINDOW' ('none': off).")] = "3/72h",
+    reraise_after: Annotated[str, typer.Option(
+        "--reraise-after", help="With --store: re-raise an open, unacknowledged high alert "
+        "after this long ('none': never).")] = "4h",
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
     from ..pipeline import Engine, load_inputs
@@ -87,6 +107,8 @@ def score(
         say(f"scoring the bundled sample cohort ({telemetry})")
     from ..errors import InputError
 
+    hygiene_cfg = None if no_hygiene else hygiene_config(working_hours, working_days, team_tz,
+                                                         flap, reraise_after)
     if out is None and store is None:
         raise InputError("give --out FILE (the queue as a file), --store FILE.duckdb (the "
                          "queue kept across runs), or both.")
@@ -109,12 +131,19 @@ def score(
                 warmup_ingest()          # ready before the file is read: ingest needs them next
                 engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
                                            model=None if model == "none" else model,
-                                           lang=lang)
+                                           lang=lang, hygiene=hygiene_cfg)
                 warmup(engine.ruleset)
             finally:
                 inputs = pending.result()  # an input error wins: it is the first to fix
+        muted = []
+        if hygiene_cfg is not None:
+            from ..silences import load_silences
+            from ..store import store_silences
+
+            muted = (load_silences(silences) if silences is not None else []) + (
+                store_silences(store) if store is not None else [])
         result = engine.score_inputs(
-            inputs, as_of=as_of_dt,
+            inputs, as_of=as_of_dt, silences=muted,
             progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         t = time.perf_counter()
         if out is not None:
@@ -128,11 +157,48 @@ def score(
         if store is not None:
             from ..store import write_run
 
-            run_id = write_run(store, result, engine=engine, input_path=telemetry)
+            run_id = write_run(store, result, engine=engine, input_path=telemetry,
+                               reraise_after=None if hygiene_cfg is None
+                               else hygiene_cfg.reraise_after,
+                               reraise=hygiene_cfg.reraise if hygiene_cfg else ())
         result.timings["write"] = time.perf_counter() - t
     _render(result, out, q_path, time.perf_counter() - started, top, lang=engine.lang)
     if store is not None:
         say(f"stored   run {run_id} in {store} (veille queue list --store {store})")
+
+
+def hygiene_config(hours: str, days: str, zone: str, flap: str, reraise: str):
+    """The :class:`engine.hygiene.HygieneConfig` of ``veille score``'s options."""
+    import datetime as dt
+
+    from ..durations import parse_duration
+    from ..errors import InputError, SpecError
+    from ..hygiene import HygieneConfig, WorkingHours, parse_days, parse_hours
+    from ..ingest import check_zone
+
+    check_zone(zone)
+    wh = None
+    if hours != "none":
+        start, end = parse_hours(hours)
+        wh = WorkingHours(parse_days(days), start, end)
+
+    def duration(text, name):
+        try:
+            return dt.timedelta(microseconds=parse_duration(text, what=name))
+        except SpecError as exc:
+            raise InputError(str(exc)) from None
+
+    n, window = 0, dt.timedelta(hours=72)
+    if flap != "none":
+        count, sep, span = flap.partition("/")
+        if not sep or not count.strip().isdigit() or int(count) < 2:
+            raise InputError(f"--flap must be like '3/72h' (at least 2 openings within a "
+                             f"window) or 'none'; got {flap!r}.")
+        n, window = int(count), duration(span.strip(), "--flap's window")
+    return HygieneConfig(working_hours=wh, time_zone=zone, flap_openings=n,
+                         flap_window=window,
+                         reraise_after=None if reraise == "none"
+                         else duration(reraise, "--reraise-after"))
 
 
 def parse_columns(text: str | None) -> dict[str, str] | None:
@@ -196,6 +262,8 @@ def _render(result, out: Path | None, q_path: Path | None, seconds: float, top: 
     s = result.alerts_by_severity
     say(f"alerts   open: high {s['high']:,}, medium {s['medium']:,}, low {s['low']:,} — "
         f"{s['patients']:,} patients to call; {s['resolved']:,} episodes already resolved")
+    if result.hygiene is not None:
+        say(f"hygiene  {result.hygiene.line()}")
     if result.pending.height:
         waiting = result.pending["patient_id"].n_unique()
         say(f"pending  {result.pending.height:,} rules hold for {waiting:,} patients without "
@@ -209,6 +277,8 @@ def _render(result, out: Path | None, q_path: Path | None, seconds: float, top: 
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
     say(f"time     {seconds:.2f} s ({stages})")
     open_q = result.queue.filter(result.queue["status"] == "open")
+    if "suppressed_by" in open_q.columns:
+        open_q = open_q.filter(open_q["suppressed_by"].is_null())
     if top and open_q.height:
         table = Table(title="Call first", show_lines=False)
         with_risk = result.risk is not None

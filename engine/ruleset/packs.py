@@ -253,6 +253,39 @@ class CompiledPack:
     reads: frozenset = frozenset()
     #: the time zone of patients without a ``tz`` (a site's ``time_zone``), None: UTC
     time_zone: str | None = None
+    #: the pack's inhibition rules (:class:`InhibitRule`), checked against the loaded packs
+    inhibit: tuple = ()
 
     def rule(self, rule_id: str) -> CompiledRule:
         return next(r for r in self.rules if r.id == rule_id)
+
+
+@dataclass(frozen=True)
+class AlertMatcher:
+    """One side of an inhibition (or a silence): every field given must match an alert; None
+    matches anything. ``labels`` must all be carried with these values."""
+
+    rules: frozenset | None = None
+    packs: frozenset | None = None
+    severity: frozenset | None = None
+    labels: tuple = ()                      # ((name, value), ...)
+
+    def matches(self, rule_id: str, pack: str, severity: str, labels: dict) -> bool:
+        return ((self.rules is None or rule_id in self.rules)
+                and (self.packs is None or pack in self.packs)
+                and (self.severity is None or severity in self.severity)
+                and all(labels.get(k) == v for k, v in self.labels))
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """While an alert matching ``source`` is open, alerts matching ``target`` (and not
+    ``source``) that share the ``equal`` values (``patient_id`` and label names) and are no
+    more severe are hidden from the open queue. ``origin`` is ``file:line:col``."""
+
+    source: AlertMatcher
+    target: AlertMatcher
+    equal: tuple
+    reason: str
+    origin: str
+    pack: str

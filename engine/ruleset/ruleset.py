@@ -12,6 +12,7 @@ from .format.diagnostics import Diagnostics, did_you_mean
 from .compile.pack import PackCompiler
 from .format.parse import parse_pack, parse_site
 from .format.source import Source, read_source
+from .compile.inhibit import compile_inhibitions
 from .compile.tests import compile_tests
 from .i18n import DEFAULT_LANG
 
@@ -56,6 +57,11 @@ class RuleSet:
         self.packs = packs
         self.sites = tuple(sites)
         self.rules: list[CompiledRule] = [r for p in packs for r in p.rules if r.enabled]
+
+    @property
+    def inhibitions(self) -> tuple:
+        """Every pack's inhibition rules (:class:`engine.ruleset.packs.InhibitRule`)."""
+        return tuple(i for p in self.packs for i in p.inhibit)
 
     def __repr__(self) -> str:
         return (f"RuleSet({len(self.packs)} packs, {len(self.rules)} rules"
@@ -191,6 +197,11 @@ def _load(pack_sources: list[Source], site_sources: list[Source], diags: Diagnos
                           "Rule ids must be unique across packs: prefix them with the pack.",
                           rule_id=r.id)
             owner.setdefault(r.id, p)
+    by_name = {p.name: p for p in packs}
+    for src, draft in drafts:
+        if draft.model.pack in by_name and draft.model.inhibit:
+            by_name[draft.model.pack].inhibit = compile_inhibitions(src, draft.model, packs,
+                                                                    diags)
     diags.raise_if_any()
     return RuleSet(packs, [s.label for s in site_sources])
 

@@ -195,6 +195,33 @@ class Test(Strict):
                                         description="a list of {at, name, value}")
 
 
+class Matcher(Strict):
+    """Which alerts an inhibition's side matches: every key given must match (rules/README.md,
+    "Inhibition")."""
+
+    rules: list[str] | None = Field(None, description="a list of rule ids like "
+                                                      "[news2.high]")
+    packs: list[str] | None = Field(None, description="a list of pack names like [copd]")
+    severity: list[Severity] | None = Field(None, description="a list of severities like "
+                                                              "[medium, low]")
+    labels: Labels | None = Field(None, description=_LABELS)
+
+
+class Inhibit(Strict):
+    """An inhibition rule, after Alertmanager's ``inhibit_rules``: while an alert matching
+    ``source`` is open, the alerts matching ``target`` that share its ``equal`` values are
+    hidden from the open queue (kept in the output, marked ``inhibited:<rule>``)."""
+
+    source: Matcher = Field(description="a matcher {rules, packs, severity, labels}: the "
+                                        "alerts that hide others")
+    target: Matcher = Field(description="a matcher {rules, packs, severity, labels}: the "
+                                        "alerts hidden")
+    equal: list[str] = Field(default_factory=lambda: ["patient_id"],
+                             description="a list of patient_id and label names both alerts "
+                                         "must share, like [patient_id, device]")
+    reason: str = Field("", description="text: why, with its source")
+
+
 class Pack(Strict):
     pack: str = Field(pattern=NAME_PATTERN, description="a lower-case name like 'heart_failure'")
     version: str = Field(description="text like \"2026.11\" (quote it: unquoted it is a number)")
@@ -213,6 +240,8 @@ class Pack(Strict):
                                           "{hypoxic: 'spo2 < spo2_low'}")
     rules: list[Rule] = Field(min_length=1, description="a non-empty list of rules")
     tests: list[Test] = Field(default_factory=list, description="a list of tests")
+    inhibit: list[Inhibit] = Field(default_factory=list,
+                                   description="a list of {source, target, equal, reason}")
 
 
 class RuleOverride(Strict):
