@@ -66,6 +66,21 @@ PENDING_COLUMNS = {
 _NO_RESOLVING = np.zeros(1, np.int8)
 
 
+#: rows of a series' kernel state (:func:`resume_kernel`), every one a time in µs (:data:`NEVER`:
+#: none) but ``FRESH``: the open episode's opening, condition_since and last_seen_at; the first
+#: time of the run of times where the condition holds (the run still going); the fresh readings
+#: of that run; the first resolving time since the condition last held; the latest opening
+OPENED, SINCE, LAST, RUN, FRESH, FALSE_AT, PREV = range(7)
+STATE_FIELDS = ("opened", "since", "last", "run", "fresh", "false_at", "prev")
+
+
+def empty_state(n_series: int) -> np.ndarray:
+    """The kernel state of ``n_series`` series that have seen nothing yet."""
+    state = np.full((len(STATE_FIELDS), n_series), NEVER, np.int64)
+    state[FRESH] = 0
+    return state
+
+
 def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
                    out=None, resolving=None):
     """Episodes of every series (one patient's timeline for one rule) in one call.
@@ -86,66 +101,120 @@ def episode_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, c
     ``out``, when given, is an int64[4, n] array the four results are written into (reused
     across the rules of a pack: only the slots counted are ever read).
     """
+    return resume_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
+                         out=out, resolving=resolving)[:6]
+
+
+def resume_kernel(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
+                  out=None, resolving=None, start=None, init=None):
+    """:func:`episode_kernel` resumed where an earlier call left each series (an incremental
+    run, :mod:`engine.incremental`).
+
+    Series ``k`` is evaluated from row ``start[k]`` (default: its first row; the rows before
+    are not read) with the state ``init[:, k]`` (:data:`STATE_FIELDS`, default
+    :func:`empty_state`), the state an earlier call returned at the time of its last row. An
+    episode open in ``init`` continues: it is not written in the slots. Besides
+    :func:`episode_kernel`'s six results, returns ``final`` int64[7, s], each series' state
+    after its last row, and ``carry`` int64[2, s]: the last time the condition held for the
+    episode open in ``init`` and the row it resolved at (-1: still open). A new episode whose
+    run began before ``start[k]`` has ``since`` -1: its run began at ``init[RUN, k]``.
+
+    Evaluating rows ``0..n`` at once equals evaluating ``0..m`` then, with that call's
+    ``final``, ``m..n``: the state holds times, never rows.
+    """
     if out is None:
         out = np.empty((4, ts.size), np.int64)
-    count = np.zeros(offsets.size - 1, np.int64)
-    pending = np.empty((3, offsets.size - 1), np.int64)
+    n_series = offsets.size - 1
+    count = np.zeros(n_series, np.int64)
+    pending = np.empty((3, n_series), np.int64)
+    final = np.empty((len(STATE_FIELDS), n_series), np.int64)
+    carry = np.empty((2, n_series), np.int64)
+    start = offsets[:-1] if start is None else np.asarray(start, np.int64)
+    init = empty_state(n_series) if init is None else np.asarray(init, np.int64)
     has_res = resolving is not None
-    _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm,
+    _episodes(ts, state, offsets, start, init, for_us, cooldown_us, resolve_us, fresh, confirm,
               resolving if has_res else _NO_RESOLVING, has_res, out[0], out[1], out[2], out[3],
-              count, pending)
-    return out[0], out[1], out[2], out[3], count, pending
+              count, pending, final, carry)
+    return out[0], out[1], out[2], out[3], count, pending, final, carry
 
 
 @njit(**JIT_PARALLEL)
-def _episodes(ts, state, offsets, for_us, cooldown_us, resolve_us, fresh, confirm, res,
-              has_res, opened, since, last, resolved, count, pending):
+def _episodes(ts, state, offsets, start, init, for_us, cooldown_us, resolve_us, fresh, confirm,
+              res, has_res, opened, since, last, resolved, count, pending, final, carry):
     for k in prange(offsets.size - 1):
         a, b = offsets[k], offsets[k + 1]
         w = a                       # next episode slot of this series
-        cur = -1                    # slot of the open episode, -1 when none
-        run = -1                    # first row of the current run
-        run_fresh = 0               # fresh rows of the current run so far
-        false_from = -1             # first known-false row since the condition last held
-        prev_open = np.int64(0)
-        have_prev = False
-        for i in range(a, b):
+        # slot of the open episode: -1 none, -2 the one open in init (not in the slots)
+        cur = -2 if init[OPENED, k] != NEVER else -1
+        carry_last = init[LAST, k]
+        carry_res = -1
+        run = -1                    # first row of the current run (-1: none, or before start)
+        run_t = init[RUN, k]        # its time (NEVER: no run)
+        run_fresh = init[FRESH, k]  # fresh rows of the current run so far
+        false_t = init[FALSE_AT, k]  # first resolving time since the condition last held
+        prev_open = init[PREV, k]
+        for i in range(start[k], b):
             s = state[i]
             if s == SKIP:
                 continue
             if s == HOLDS:
-                false_from = -1
-                if run < 0:
+                false_t = NEVER
+                if run_t == NEVER:
                     run = i
+                    run_t = ts[i]
                     run_fresh = 0
                 if confirm > 1 and fresh[i]:
                     run_fresh += 1
                 if cur >= 0:
                     last[cur] = i
-                elif (ts[i] - ts[run] >= for_us and (confirm <= 1 or run_fresh >= confirm)
-                      and (not have_prev or ts[i] - prev_open >= cooldown_us)):
+                elif cur == -2:
+                    carry_last = ts[i]
+                elif (ts[i] - run_t >= for_us and (confirm <= 1 or run_fresh >= confirm)
+                      and (prev_open == NEVER or ts[i] - prev_open >= cooldown_us)):
                     opened[w], since[w], last[w], resolved[w] = i, run, i, -1
                     cur, w = w, w + 1
-                    prev_open, have_prev = ts[i], True
+                    prev_open = ts[i]
             else:
                 run = -1
+                run_t = NEVER
                 # does this row resolve: 1 yes, 0 no (restarts the count), -1 unknown (pauses)
                 if has_res:
                     r = res[i]
                 else:
                     r = 1 if s == FALSE else -1
                 if r == 1:
-                    if false_from < 0:
-                        false_from = i
-                    if cur >= 0 and ts[i] - ts[false_from] >= resolve_us:
-                        resolved[cur] = i
+                    if false_t == NEVER:
+                        false_t = ts[i]
+                    if cur != -1 and ts[i] - false_t >= resolve_us:
+                        if cur >= 0:
+                            resolved[cur] = i
+                        else:
+                            carry_res = i
                         cur = -1
                 elif r == 0:
-                    false_from = -1
+                    false_t = NEVER
         count[k] = w - a
-        pending[0, k] = run if cur < 0 else -1
+        pending[0, k] = run if cur == -1 else -1
         pending[1, k] = run_fresh
-        pending[2, k] = prev_open if have_prev else NEVER
+        pending[2, k] = prev_open
+        if cur >= 0:
+            final[OPENED, k] = ts[opened[cur]]
+            final[SINCE, k] = ts[since[cur]] if since[cur] >= 0 else init[RUN, k]
+            final[LAST, k] = ts[last[cur]]
+        elif cur == -2:
+            final[OPENED, k] = init[OPENED, k]
+            final[SINCE, k] = init[SINCE, k]
+            final[LAST, k] = carry_last
+        else:
+            final[OPENED, k] = NEVER
+            final[SINCE, k] = NEVER
+            final[LAST, k] = NEVER
+        final[RUN, k] = run_t
+        final[FRESH, k] = run_fresh
+        final[FALSE_AT, k] = false_t
+        final[PREV, k] = prev_open
+        carry[0, k] = carry_last
+        carry[1, k] = carry_res
 
 
 def slots(offsets: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -162,14 +231,19 @@ _MISSING = {"false": UNKNOWN, "true": HOLDS, "hold": SKIP}
 
 
 def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
-                  pack, *, pending: list | None = None, lang: str = DEFAULT_LANG
-                  ) -> pl.DataFrame:
+                  pack, *, pending: list | None = None, lang: str = DEFAULT_LANG,
+                  resume=None) -> pl.DataFrame:
     """Episodes of every enabled rule of ``pack`` from its condition columns (one per rule id,
     from :func:`engine.ruleset.evaluate.conditions`, computed or lazy) on ``timeline``.
 
     With ``pending`` (a list), the frame of the rules pending at each patient's last timeline
     time (:data:`PENDING_COLUMNS`) is appended to it. ``lang`` ('fr' or 'en') is the language
     of the titles and reasons (:mod:`engine.ruleset.i18n`); nothing else depends on it.
+
+    With ``resume`` (an incremental run's :class:`engine.incremental.Resume`), each patient's
+    timeline is evaluated from the first time after the previous run, each (patient, rule)
+    from the state that run left, and every series' state at its end is handed back to
+    ``resume``: the frame holds the episodes opened in this run only.
     """
     check_lang(lang)
     rules = [r for r in pack.rules if r.enabled]
@@ -188,23 +262,37 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
         coded = coded.collect()
     rows, waiting = [], []
     slots_out = POOL.empty((4, timeline.height), np.int64)     # reused rule after rule
+    start = series_ids = None
+    if resume is not None:
+        series_ids = timeline.patient_ids(starts)
+        start = resume.start(series_ids, timeline.ts, offsets)
     for r in rules:
         state = coded.get_column(r.id).to_numpy()
         fresh = (timeline.values.get_column(fresh_column(r.confirm_metrics)).to_numpy()
                  if r.confirm_readings > 1 else no_count)
         resolving = (coded.get_column(resolve_column(r.id)).to_numpy()
                      if r.resolve_expr is not None else None)
-        o, s, l, z, count, pend = episode_kernel(timeline.ts, state, offsets, r.for_us,
-                                                 r.cooldown_us, r.resolve_after_us, fresh,
-                                                 r.confirm_readings, out=slots_out,
-                                                 resolving=resolving)
+        init = resume.init(r.id, series_ids) if resume is not None else None
+        o, s, l, z, count, _, final, carry = resume_kernel(
+            timeline.ts, state, offsets, r.for_us, r.cooldown_us, r.resolve_after_us, fresh,
+            r.confirm_readings, out=slots_out, resolving=resolving, start=start, init=init)
         keep = slots(offsets, count)
         if keep.size:
-            rows.append((r, o[keep], s[keep], l[keep], z[keep]))
+            since = s[keep]
+            since_ts = timeline.ts[np.maximum(since, 0)]
+            if init is not None and (since < 0).any():     # a run begun in an earlier run
+                series_of = np.repeat(np.arange(count.size), count)
+                since_ts = np.where(since >= 0, since_ts, init[RUN][series_of])
+            rows.append((r, o[keep], since_ts, l[keep], z[keep]))
+        if resume is not None:
+            resume.record(pack, r, series_ids, init, final, carry, timeline.ts)
         if pending is not None:
-            series = np.flatnonzero(pend[0] >= 0)
+            waits = (final[OPENED] == NEVER) & (final[RUN] != NEVER)
+            if start is not None:       # only the series this run evaluated say what waits now
+                waits &= start < offsets[1:]
+            series = np.flatnonzero(waits)
             if series.size:
-                waiting.append((r, series, pend[:, series], offsets))
+                waiting.append((r, series, final[:, series], offsets))
     if pending is not None and waiting:
         pending.append(_pending_frame(pack, timeline, waiting, lang))
     if not rows:
@@ -213,23 +301,24 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
 
 
 def _pending_frame(pack, tl: Timeline, waiting, lang: str) -> pl.DataFrame:
-    """The pending rules (``waiting``: a rule, its series with a pending run, their run start
-    row, fresh readings and latest opening), with evidence and reason at the last time."""
+    """The pending rules (``waiting``: a rule, its series with a pending run and their kernel
+    state at the end: run start, fresh readings, latest opening), with evidence and reason at
+    the last time."""
     found, extra = [], []
-    for r, series, pend, offsets in waiting:
+    for r, series, state, offsets in waiting:
         last = offsets[series + 1] - 1
-        run = pend[0]
-        found.append((r, last, run, last, np.full(series.size, -1, np.int64)))
-        since, now = tl.ts[run], tl.ts[last]
+        since = state[RUN]
+        found.append((r, last, since, last, np.full(series.size, -1, np.int64)))
+        now = tl.ts[last]
         for k in range(series.size):
             if now[k] - since[k] < r.for_us:
                 extra.append((f"for: {format_duration(r.for_us)}", since[k] + r.for_us))
-            elif r.confirm_readings > 1 and pend[1, k] < r.confirm_readings:
-                extra.append((f"confirm_readings: {r.confirm_readings - pend[1, k]} more "
+            elif r.confirm_readings > 1 and state[FRESH, k] < r.confirm_readings:
+                extra.append((f"confirm_readings: {r.confirm_readings - state[FRESH, k]} more "
                               "reading(s)", None))
             else:
                 extra.append((f"cooldown: {format_duration(r.cooldown_us)}",
-                              pend[2, k] + r.cooldown_us))
+                              state[PREV, k] + r.cooldown_us))
     frame = _frame(pack, tl, found, lang)
     return frame.with_columns(
         waiting_for=pl.Series([e[0] for e in extra], dtype=pl.String),
@@ -239,8 +328,8 @@ def _pending_frame(pack, tl: Timeline, waiting, lang: str) -> pl.DataFrame:
 
 
 def _frame(pack, tl: Timeline, found, lang: str) -> pl.DataFrame:
-    """The episodes of a pack's rules (``found``: a rule and its episodes' rows), with the
-    evidence at their opening and the title and reason sentence in ``lang``, built as one
+    """The episodes of a pack's rules (``found``: a rule and its episodes' rows, their
+    condition_since as times), with the evidence at their opening and the title and reason sentence in ``lang``, built as one
     frame."""
     ts = tl.ts
     opened = np.concatenate([f[1] for f in found])
@@ -269,7 +358,7 @@ def _frame(pack, tl: Timeline, found, lang: str) -> pl.DataFrame:
         labels += [labels_json(rule.labels)] * k
         start += k
     us = pl.DataFrame({
-        "opened_at": ts[opened], "condition_since": ts[np.concatenate([f[2] for f in found])],
+        "opened_at": ts[opened], "condition_since": np.concatenate([f[2] for f in found]),
         "last_seen_at": ts[np.concatenate([f[3] for f in found])],
         "resolved_at": np.where(resolved >= 0, ts[np.maximum(resolved, 0)], -1)})
     return pl.DataFrame({

@@ -157,15 +157,24 @@ class Engine:
 
     def score_inputs(self, inputs: "Inputs", *, as_of: dt.datetime | None = None,
                      progress: Callable[[str], None] | None = None,
-                     silences: Sequence = ()) -> Result:
+                     silences: Sequence = (), history=None) -> Result:
         """The stages after ingest, on inputs from :func:`load_inputs`. ``silences``
-        (:class:`engine.hygiene.Silence`) are honoured when hygiene is on."""
+        (:class:`engine.hygiene.Silence`) are honoured when hygiene is on. With ``history``
+        (:func:`engine.incremental.open_history`), the run continues a store's history: it
+        evaluates the times after the store's last run from the states it left, and the
+        result holds every episode (:mod:`engine.incremental`)."""
         timings = {"ingest": inputs.seconds}
         ing, pats = inputs.ingest, inputs.patients
         require_usable(ing)
         until = check_as_of(as_of, ing, inputs.now) if as_of is not None \
             else ing.clean["ts"].max()
         clean, index, report = cut_after(ing, until)
+        quarantine = ing.quarantine
+        resume = None
+        if history is not None:
+            clean, index, report, quarantine = history.telemetry(clean, index, report,
+                                                                 quarantine)
+            resume = history.resume
         check_care_plan(pats, self.ruleset.packs, inputs.patients_label)
         pending: list = []
         parts: list | None = None
@@ -183,7 +192,10 @@ class Engine:
         episodes = evaluate_packs(packs, clean, pats, until=until, index=index,
                                   plan=self.plan, timings=timings, progress=progress,
                                   lang=self.lang,
-                                  pending=pending, features=parts, features_pack=fpack)
+                                  pending=pending, features=parts, features_pack=fpack,
+                                  resume=resume)
+        if history is not None:
+            episodes = history.merge(episodes, pats)
         risk = alert_risk = feats = None
         if self.model is not None:
             from .episodes import combine
@@ -200,7 +212,7 @@ class Engine:
                 more = evaluate_packs(later, clean, pats, until=until, index=index,
                                       plan=self.plan, timings=timings, pending=pending,
                                       lang=self.lang,
-                                      risk=risk)
+                                      risk=risk, resume=resume)
                 episodes = combine([episodes, more], pats)
             t = time.perf_counter()
             alert_risk = M.for_alerts(self.model, feats, risk, episodes, lang=self.lang)
@@ -217,7 +229,7 @@ class Engine:
                                        silences=silences, patients=pats, config=self.hygiene,
                                        silence_rules=hygiene.silence_rule_ids(self.ruleset))
         timings["queue"] = time.perf_counter() - t
-        return Result(clean=clean, quarantine=ing.quarantine, report=report, patients=pats,
+        return Result(clean=clean, quarantine=quarantine, report=report, patients=pats,
                       episodes=episodes, queue=q, timings=timings, as_of=until,
                       pending=combine_pending(pending, pats), risk=risk, features=feats,
                       hygiene=cleaned)
@@ -415,7 +427,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
                    progress: Callable[[str], None] | None = None,
                    pending: list | None = None, features: list | None = None,
                    features_pack=None, risk: pl.DataFrame | None = None,
-                   lang: str = DEFAULT_LANG) -> pl.DataFrame:
+                   lang: str = DEFAULT_LANG, resume=None) -> pl.DataFrame:
     """Episodes of every enabled rule of ``packs`` on clean telemetry (detect → timeline → rules
     → episodes, then the follow-up window), sorted by patient, opening time and rule.
 
@@ -428,7 +440,9 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     grid are appended to it (:func:`engine.risk.features.assemble` adds the rule states).
     ``risk`` (the risk stage's ``patient_id``, ``ts``, ``risk``) is what rules reading ``risk``
     see; without it their ``risk`` is unknown. ``lang`` ('fr' or 'en') is the language of the
-    episodes' titles and reasons (:mod:`engine.ruleset.i18n`).
+    episodes' titles and reasons (:mod:`engine.ruleset.i18n`). ``resume`` (an incremental
+    run's :class:`engine.incremental.Resume`) starts each (patient, rule) where a store's
+    previous run left it (:func:`engine.episodes.open_episodes`).
     """
     if until is not None and (not isinstance(until, dt.datetime) or until.tzinfo is None):
         raise InputError(f"until must be a timezone-aware datetime (e.g. datetime.now(timezone."
@@ -468,7 +482,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             # the conditions are evaluated in the same polars pass as the episodes' coding of
             # them: their time is counted with the episodes
             found.append(open_episodes(tl, conditions(tl, pack, lazy=True), pack,
-                                       pending=waiting, lang=lang))
+                                       pending=waiting, lang=lang, resume=resume))
             spent["timeline"] += t2 - t
             spent["rules+episodes"] += time.perf_counter() - t2
         feats = None

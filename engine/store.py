@@ -5,7 +5,9 @@
 versions and file hashes, the model's SHA-256, the engine version), every alert of the run
 inserted or updated by its stable ``alert_id``, an ``alert_events`` row for each change (an
 alert opened, resolved, or raised in severity) and the run's quarantined rows. A run that fails
-or is killed before the commit leaves the store as the previous run left it. A second process
+or is killed before the commit leaves the store as the previous run left it. The same
+transaction keeps what the next run continues from (``readings``, ``rule_state``, ``episodes``:
+:mod:`engine.incremental`), so a store is scored batch after batch. A second process
 writing the same store at once is refused (DuckDB holds a lock on the file while a run writes).
 
 The nurses' workflow lives beside the engine's state: ``veille queue ack|snooze|resolve``
@@ -35,6 +37,7 @@ import polars as pl
 
 from .errors import InputError, OutputError
 from .queue import QUEUE_COLUMNS, SEVERITY_TIER
+from .schema import TS_DTYPE
 from .sources import file_sha256
 
 SCHEMA_VERSION = "1"
@@ -73,6 +76,25 @@ _DDL = [
 _HYGIENE_DDL = {"suppressed_by": "varchar", "flapping": "boolean", "flap_count": "bigint",
                 "group_key": "varchar", "group_size": "bigint", "group_rules": "varchar",
                 "reraised_at": "timestamptz", "reraise_count": "bigint"}
+
+#: what an incremental run reads back (:mod:`engine.incremental`): every clean reading, each
+#: (patient, rule)'s episode-kernel state at the last run's as_of (µs; null: none), and the
+#: episodes before ranking
+_HISTORY_DDL = [
+    """create table if not exists readings (
+        patient_id varchar, ts timestamptz, metric varchar, value double, unit varchar,
+        source varchar)""",
+    """create table if not exists rule_state (
+        patient_id varchar, rule_id varchar, opened bigint, since bigint, last bigint,
+        run bigint, fresh bigint, false_at bigint, prev bigint)""",
+    """create table if not exists episodes (
+        patient_id varchar, rule_id varchar, pack varchar, severity varchar, title varchar,
+        opened_at timestamptz, condition_since timestamptz, last_seen_at timestamptz,
+        resolved_at timestamptz, evidence varchar, reason varchar, labels varchar)""",
+]
+#: columns added to ``runs`` by incremental runs
+_RUNS_DDL = {"new_readings": "bigint", "late_readings": "bigint",
+             "rescored_patients": "bigint", "incremental": "boolean"}
 
 #: the open queue as a platform fetches it: open alerts not snoozed into the future and not
 #: closed by a nurse, most urgent first (``now`` is a bound timestamp)
@@ -169,6 +191,10 @@ def _migrate(con) -> None:
         con.run(ddl)
     for col, kind in _HYGIENE_DDL.items():
         con.run(f"alter table alerts add column if not exists {col} {kind}")
+    for ddl in _HISTORY_DDL:
+        con.run(ddl)
+    for col, kind in _RUNS_DDL.items():
+        con.run(f"alter table runs add column if not exists {col} {kind}")
 
 
 def _reraise(con, as_of: dt.datetime, after: dt.timedelta, severities) -> list:
@@ -187,10 +213,16 @@ def _reraise(con, as_of: dt.datetime, after: dt.timedelta, severities) -> list:
 
 def write_run(path: str | Path, result, *, engine=None, input_path=None,
               started_at: dt.datetime | None = None,
-              reraise_after: dt.timedelta | None = None, reraise=("high",)) -> int:
+              reraise_after: dt.timedelta | None = None, reraise=("high",),
+              history=None) -> int:
     """Record a run (:class:`engine.pipeline.Result`) in the store at ``path`` (created when
     missing, owner-only), in one transaction; returns the run id. With ``reraise_after``, an
-    open, unacknowledged alert of a ``reraise`` severity is re-raised (:func:`_reraise`)."""
+    open, unacknowledged alert of a ``reraise`` severity is re-raised (:func:`_reraise`).
+
+    With ``history`` (:class:`engine.incremental.History`, the run scored with it), the run's
+    new readings, every (patient, rule)'s state and the episodes are kept for the next run;
+    the alerts of re-scored patients that the run no longer finds are withdrawn. Without it,
+    the store stops keeping history (its next run scores its input alone)."""
     from . import __version__
 
     path = Path(path)
@@ -205,6 +237,11 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
         _migrate(con)
         con.run("insert or replace into store_meta values ('schema_version', ?)",
                     [SCHEMA_VERSION])
+        if history is not None:
+            last = con.one("select max(run_id) from runs")[0]
+            if last != history.last_run:
+                raise OutputError(f"{path}: another run was recorded since this one read the "
+                                  "store; nothing was written. Run again.")
         run_id = con.one("select nextval('run_ids')")[0]
         now = dt.datetime.now(dt.timezone.utc)
         q = result.queue.select(list(QUEUE_COLUMNS)
@@ -227,6 +264,9 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
             if old["status"] == "open" and r["status"] == "resolved":
                 resolved += 1
                 events.append((r["alert_id"], "resolved", None))
+            elif old["status"] == "resolved" and r["status"] == "open":
+                events.append((r["alert_id"], "reopened", "late readings re-scored the "
+                               "patient"))
             if SEVERITY_TIER.get(r["severity"], 3) < SEVERITY_TIER.get(old["severity"], 3):
                 events.append((r["alert_id"], "severity_raised",
                                f"{old['severity']} -> {r['severity']}"))
@@ -253,12 +293,16 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
                         "and alert_id in (select unnest(?))", [sorted(raised)])
         if reraise_after is not None and result.as_of is not None:
             events += _reraise(con, result.as_of, reraise_after, reraise)
+        events += _keep_history(con, history, q)
         for alert, event, detail in events:
             con.run("insert into alert_events values (?, ?, ?, ?, 'veille', null, ?)",
                         [alert, run_id, now, event, detail])
         rep = result.report
         model = getattr(engine, "model", None) if engine is not None else None
-        con.run("insert into runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        con.run("insert into runs (run_id, started_at, finished_at, as_of, input, "
+                "input_sha256, rows_in, rows_used, rows_quarantined, duplicates_collapsed, "
+                "packs, model_name, model_sha256, engine_version, lang, alerts, opened, "
+                "resolved) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, started_at or now, dt.datetime.now(dt.timezone.utc), result.as_of,
             None if input_path is None else str(input_path),
             None if input_path is None else file_sha256(input_path), rep.rows_in,
@@ -266,6 +310,12 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
             pack_provenance(engine.ruleset) if engine is not None else None,
             None if model is None else model.name, None if model is None else model.sha256,
             __version__, getattr(engine, "lang", None), q.height, opened, resolved])
+        if history is not None:
+            con.run("update runs set new_readings = ?, late_readings = ?, "
+                    "rescored_patients = ?, incremental = ? where run_id = ?",
+                    [history.new_readings.height, history.late,
+                     len(history.rescored) if history.incremental else 0,
+                     history.incremental, run_id])
         quarantine = result.quarantine.with_columns(pl.lit(run_id, pl.Int64).alias("run_id"))
         con.register("quar", quarantine.to_arrow())
         has = con.one("select count(*) from information_schema.tables where table_name = "
@@ -296,6 +346,127 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
         raise
     finally:
         con.close()
+
+
+def _keep_history(con, history, q: pl.DataFrame) -> list:
+    """Write what the next incremental run reads (the run's part of :func:`write_run`'s
+    transaction); returns the events of the alerts withdrawn."""
+    if history is None:
+        con.run("delete from store_meta where key = 'history'")
+        return []
+    from .incremental import STATE_COLUMNS
+
+    con.register("new_readings", history.new_readings.to_arrow())
+    con.run("insert into readings by name select * from new_readings")
+    con.run("delete from rule_state")
+    state = history.resume.state_after().select(list(STATE_COLUMNS))
+    con.register("new_state", state.to_arrow())
+    con.run("insert into rule_state by name select * from new_state")
+    con.run("delete from episodes")
+    con.register("new_episodes", history.merged.to_arrow())
+    con.run("insert into episodes by name select * from new_episodes")
+    con.run("insert or replace into store_meta values ('history', ?)", [history.fingerprint])
+    events = []
+    if history.incremental and history.rescored:
+        gone = con.all("select alert_id from alerts where patient_id in (select unnest(?)) "
+                       "and alert_id not in (select alert_id from q)",
+                       [sorted(history.rescored)])
+        ids = [g[0] for g in gone]
+        if ids:
+            con.run("delete from alerts where alert_id in (select unnest(?))", [ids])
+            events = [(a, "withdrawn", "late readings re-scored the patient") for a in ids]
+    return events
+
+
+def read_history(path: Path) -> dict | None:
+    """What an incremental run needs from the store at ``path`` before it scores: the history
+    fingerprint (None: the store keeps no history), the last run's id and ``as_of``, the
+    rule states and the episodes; None for a store without a run."""
+    from .episodes import EPISODE_COLUMNS
+    from .incremental import STATE_COLUMNS
+
+    con = _connect(path, read_only=True)
+    try:
+        _check_schema(con, path)
+        tables = {r[0] for r in con.all("select table_name from information_schema.tables")}
+        if "runs" not in tables:
+            return None
+        last = con.one("select run_id, as_of from runs order by run_id desc limit 1")
+        if last is None:
+            return None
+        fp = con.one("select value from store_meta where key = 'history'")
+        as_of = None if last[1] is None else last[1].astimezone(dt.timezone.utc)
+        out = {"last_run": int(last[0]), "as_of": as_of, "fingerprint": None}
+        if fp is None or "rule_state" not in tables:
+            return out
+        ts_cols = [c for c, t in EPISODE_COLUMNS.items() if t == TS_DTYPE]
+        states = con.frame("select * from rule_state").cast(STATE_COLUMNS)
+        episodes = con.frame("select * exclude (" + ", ".join(ts_cols) + "), "
+                             + ", ".join(f"epoch_us({c}) as {c}" for c in ts_cols)
+                             + " from episodes")
+        episodes = episodes.with_columns(
+            pl.from_epoch(c, "us").dt.replace_time_zone("UTC") for c in ts_cols
+        ).select([pl.col(c).cast(t) for c, t in EPISODE_COLUMNS.items()])
+        return {**out, "fingerprint": fp[0], "states": states, "episodes": episodes}
+    finally:
+        con.close()
+
+
+def _readings(frame: pl.DataFrame) -> pl.DataFrame:
+    from .incremental import READING_COLUMNS
+
+    return frame.with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC")).select(
+        [pl.col(c).cast(t) for c, t in READING_COLUMNS.items()])
+
+
+def stored_matches(path: Path, keys: pl.DataFrame) -> pl.DataFrame:
+    """The stored readings at the (patient, metric, time) of ``keys``, with their value."""
+    if keys.height == 0:
+        return pl.DataFrame(schema={"patient_id": pl.String, "metric": pl.String,
+                                    "ts": TS_DTYPE, "value": pl.Float64})
+    con = _connect(path, read_only=True)
+    try:
+        con.register("k", keys.select("patient_id", "metric", "ts").to_arrow())
+        got = con.frame("select r.patient_id, r.metric, epoch_us(r.ts) as ts, r.value "
+                        "from readings r join k on r.patient_id = k.patient_id and "
+                        "r.metric = k.metric and r.ts = k.ts")
+    finally:
+        con.close()
+    return got.with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC")
+                            .cast(TS_DTYPE), pl.col("value").cast(pl.Float64))
+
+
+def read_back(path: Path, bounds: dict, t_prev: dt.datetime, full) -> pl.DataFrame:
+    """The stored readings an incremental run needs: per metric, those after its bound
+    (``bounds``: metric -> time, None for the whole series; a metric absent: ``t_prev``) and
+    each series' latest one at or before it; every reading of the patients in ``full`` (None:
+    of every patient)."""
+    con = _connect(path, read_only=True)
+    cols = "r.patient_id, epoch_us(r.ts) as ts, r.metric, r.value, r.unit, r.source"
+    try:
+        if full is None:
+            return _readings(con.frame(f"select {cols} from readings r"))
+        con.register("b", pl.DataFrame(
+            {"metric": list(bounds), "bound": [t_prev if v is None else v
+                                               for v in bounds.values()],
+             "whole": [v is None for v in bounds.values()]},
+            schema={"metric": pl.String, "bound": TS_DTYPE, "whole": pl.Boolean}).to_arrow())
+        con.register("f", pl.DataFrame({"patient_id": sorted(full)},
+                                       schema={"patient_id": pl.String}).to_arrow())
+        near = ("(r.patient_id in (select patient_id from f) or coalesce(b.whole, false) "
+                "or r.ts > coalesce(b.bound, $t))")
+        frame = con.frame(f"""
+            select {cols} from readings r left join b on r.metric = b.metric where {near}
+            union all
+            select {cols} from readings r join (
+                select r.patient_id, r.metric, max(r.ts) as ts
+                from readings r left join b on r.metric = b.metric where not {near}
+                group by r.patient_id, r.metric) l
+              on r.patient_id = l.patient_id and r.metric = l.metric and r.ts = l.ts""",
+                          {"t": t_prev})
+    finally:
+        con.close()
+    return _readings(frame)
 
 
 def open_queue(path: str | Path, *, now: dt.datetime | None = None, status: str = "open",

@@ -52,8 +52,9 @@ def score(
         help="Time zone of naive timestamps, e.g. Europe/Paris. Without it naive timestamps "
              "are quarantined.")] = None,
     as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", help="Draw the queue up as of this ISO time (default: the latest reading). "
-        "A device silent since before it raises a silence alert.")] = None,
+        "--as-of", help="Draw the queue up as of this ISO time (default: the latest reading; "
+        "with --store, never before the store's last run). A device silent since before it "
+        "raises a silence alert.")] = None,
     columns: Annotated[Optional[str], typer.Option(
         help="Rename export columns to the contract, e.g. 'id=patient_id,time=ts,gl=value'.")
     ] = None,
@@ -142,8 +143,16 @@ def score(
 
             muted = (load_silences(silences) if silences is not None else []) + (
                 store_silences(store) if store is not None else [])
+        history = None
+        if store is not None:
+            from ..incremental import open_history
+
+            latest = inputs.ingest.clean["ts"].max()
+            if latest is not None:
+                history = open_history(store, engine, latest, as_of_dt)
+                as_of_dt = history.as_of
         result = engine.score_inputs(
-            inputs, as_of=as_of_dt, silences=muted,
+            inputs, as_of=as_of_dt, silences=muted, history=history,
             progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         t = time.perf_counter()
         if out is not None:
@@ -160,11 +169,19 @@ def score(
             run_id = write_run(store, result, engine=engine, input_path=telemetry,
                                reraise_after=None if hygiene_cfg is None
                                else hygiene_cfg.reraise_after,
-                               reraise=hygiene_cfg.reraise if hygiene_cfg else ())
+                               reraise=hygiene_cfg.reraise if hygiene_cfg else (),
+                               history=history)
         result.timings["write"] = time.perf_counter() - t
     _render(result, out, q_path, time.perf_counter() - started, top, lang=engine.lang)
     if store is not None:
         say(f"stored   run {run_id} in {store} (veille queue list --store {store})")
+        if history is not None and history.incremental:
+            say(f"history  {history.new_readings.height:,} new readings after "
+                f"{history.t_prev.isoformat()}"
+                + (f"; {history.late:,} late ones re-scored {len(history.rescored):,} "
+                   "patients from their stored history" if history.late else "")
+                + ("; every patient re-scored from the stored history (a risk model or a "
+                   "new configuration)" if history.full_all else ""))
 
 
 def hygiene_config(hours: str, days: str, zone: str, flap: str, reraise: str):
