@@ -41,8 +41,11 @@ def list_(
         table.add_column(col)
     for r in df.head(limit).iter_rows(named=True):
         risk = "" if r["risk"] is None else f"{100 * r['risk']:.0f} %"
+        workflow = r["workflow"]
+        if r.get("reraise_count"):            # an unacknowledged high alert raised again
+            workflow += f", re-raised ×{r['reraise_count']}"
         table.add_row(cell(r["alert_id"]), cell(r["patient_id"]), cell(r["severity"]),
-                      risk, cell(r["status"]), cell(r["workflow"]),
+                      risk, cell(r["status"]), cell(workflow),
                       cell(r["opened_at"].isoformat(timespec="minutes")), cell(r["reason"]))
     console.print(table)
 
