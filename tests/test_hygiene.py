@@ -148,8 +148,9 @@ def test_store_silence_snooze_and_reraise(tmp_path):
     trail = S.history(path, ids[("P2", "hf.weight_gain_2kg_3d")])
     assert "re-raised" in trail["event"].to_list()
     assert shown["reraise_count"][0] == 1
-    listed = CliRunner().invoke(app, ["queue", "list", "--store", str(path)])
-    assert listed.exit_code == 0 and "re-raised" in listed.output, listed.output
+    listed = CliRunner().invoke(app, ["queue", "list", "--store", str(path)],
+                                env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and listed.output.count("re-raised ×1") == 2, listed.output
     # a silence added by hand hides at once, is listed, and stops applying when expired
     sid = S.add_silence(path, by="MD", reason="hospital stay", patients=["P2"],
                         ends_at=now + dt.timedelta(days=3))
