@@ -9,6 +9,7 @@ non-breaking spaces (:mod:`engine.ruleset.i18n` picks the language).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -22,6 +23,14 @@ _TIME_UNITS_US = {"s": 1e6, "min": 6e7, "m": 6e7, "h": 3.6e9, "d": 8.64e10, "w":
 
 def parse_template(text: str) -> tuple[list[tuple[str, str | None]], list[ExprProblem]]:
     """Split a template into ``(literal, name)`` parts; problems carry character offsets."""
+    parts, problems = _parse_template(text)
+    return list(parts), list(problems)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_template(text: str) -> tuple[tuple, tuple]:
+    """:func:`parse_template`, once per distinct text (a rule's reason is rendered for every
+    chunk of every run)."""
     parts: list[tuple[str, str | None]] = []
     problems: list[ExprProblem] = []
     buf, i = [], 0
@@ -57,7 +66,7 @@ def parse_template(text: str) -> tuple[list[tuple[str, str | None]], list[ExprPr
             buf.append(ch)
             i += 1
     parts.append(("".join(buf), None))
-    return parts, problems
+    return tuple(parts), tuple(problems)
 
 
 def format_value(value, unit: str, lang: str = "en") -> str:
@@ -212,17 +221,24 @@ def _json_value(value) -> str:
 
 def _each(fn, values: list) -> list[str]:
     """``fn`` of each value, computed once per distinct value (scores, limits and flags repeat
-    across episodes). Keys carry the type (``True == 1`` must not share a text with ``1``) and
-    the sign of a zero (``-0.0 == 0.0``)."""
-    memo: dict = {}
-    out = []
-    for v in values:
-        key = (type(v), v) if not (v == 0 and type(v) is float) else (float, str(v))
-        text = memo.get(key)
-        if text is None:
-            text = memo[key] = fn(v)
-        out.append(text)
-    return out
+    across episodes). Values that compare equal but print differently (``True`` and ``1``,
+    ``-0.0`` and ``0.0``) never share a text."""
+    distinct = dict.fromkeys(values)
+    kinds = {type(v) for v in distinct}
+    kinds.discard(type(None))
+    if len(kinds) > 1 or any(type(v) is float and v == 0 for v in distinct):
+        memo: dict = {}
+        out = []
+        for v in values:
+            key = (type(v), v) if not (v == 0 and type(v) is float) else (float, str(v))
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = fn(v)
+            out.append(text)
+        return out
+    for v in distinct:
+        distinct[v] = fn(v)
+    return list(map(distinct.__getitem__, values))
 
 
 def evidence_column(columns: dict[str, tuple[list, str]]) -> list[str]:
@@ -231,12 +247,16 @@ def evidence_column(columns: dict[str, tuple[list, str]]) -> list[str]:
     k = len(next(iter(columns.values()))[0]) if columns else 0
     if not columns:
         return ["{}"] * k
-    cells = []
+    # built column by column (a list comprehension per name), not row by row
+    out = None
     for name, (values, unit) in columns.items():
-        head = json.dumps(name, ensure_ascii=False) + ':{"value":'
+        head = ("{" if out is None else ",") + json.dumps(name, ensure_ascii=False) \
+            + ':{"value":'
         tail = ',"unit":' + json.dumps(unit, ensure_ascii=False) + "}"
-        cells.append([head + text + tail for text in _each(_json_value, values)])
-    return ["{" + ",".join(row) + "}" for row in zip(*cells)]
+        texts = _each(_json_value, values)
+        out = ([head + t + tail for t in texts] if out is None
+               else [o + head + t + tail for o, t in zip(out, texts)])
+    return [o + "}" for o in out]
 
 
 def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
@@ -263,6 +283,10 @@ def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
                 text += " (" + ", ".join(label + t[i] for label, t in limits) + ")"
             out.append(text + ".")
         return out
-    pieces = [(literal, texts(name) if name is not None else None) for literal, name in parts]
-    return ["".join(literal + (t[i] if t is not None else "") for literal, t in pieces)
-            for i in range(k)]
+    out = [""] * k
+    for literal, name in parts:        # column by column, not row by row
+        if name is None:
+            out = [o + literal for o in out]
+        else:
+            out = [o + literal + t for o, t in zip(out, texts(name))]
+    return out
