@@ -143,10 +143,17 @@ class _Connection:
 
 
 def _connect(path: Path, read_only: bool = False) -> _Connection:
+    """A connection to the store; a new store file (and its write-ahead log) is created
+    owner-only (0600): it holds patients' alerts."""
     import duckdb
 
+    new = not read_only and not path.exists()
+    old = os.umask(0o077) if new else None
     try:
-        return _Connection(duckdb.connect(str(path), read_only=read_only))
+        con = _Connection(duckdb.connect(str(path), read_only=read_only))
+        if new and path.exists():
+            os.chmod(path, 0o600)
+        return con
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
@@ -157,6 +164,9 @@ def _connect(path: Path, read_only: bool = False) -> _Connection:
         raise OutputError(f"{path}: cannot be opened as a queue store ({text}).") from None
     except duckdb.Error as exc:
         raise OutputError(f"{path}: cannot be opened as a queue store ({exc}).") from None
+    finally:
+        if old is not None:
+            os.umask(old)
 
 
 def _check_schema(con, path: Path, *, written: bool = False) -> None:

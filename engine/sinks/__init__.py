@@ -12,9 +12,18 @@ removes the previous run's files, then renames its own and removes the journal. 
 in between (killed, power lost) leaves the previous pair, or some of the new files with the
 others missing — never a queue from one run beside a quarantine from another — and the next
 run writing there first completes the journal's renames (:func:`recover_pending`).
+
+A run holds an exclusive lock on each of its targets while it writes (``.<name>.veille-lock``
+beside it): a second run writing the same files at once is refused, and under the lock the
+temporary files a killed run left behind (``.<name>.*.tmp``) are removed. Every file written is
+owner-only (0600), DuckDB files included. In a CSV export, a text cell that a spreadsheet would
+read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is
+written with a leading apostrophe, as OWASP advises against CSV injection.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -71,7 +80,14 @@ def write_frames(items) -> list[Path]:
     (a full disk, a bad folder) leaves none of them changed. Two tables of one DuckDB file are
     written in one transaction."""
     items = [(f, Path(p), t) for f, p, t in items]
+    with _locked(sorted({p for _, p, _ in items})):
+        return _write_locked(items)
+
+
+def _write_locked(items) -> list[Path]:
     recover_pending({p.parent if str(p.parent) else Path(".") for _, p, _ in items})
+    for _, path, _ in items:
+        remove_orphans(path)
     by_db: dict[Path, list] = {}
     files = []
     for frame, path, table in items:
@@ -116,6 +132,58 @@ def write_frames(items) -> list[Path]:
 
 
 JOURNAL_SUFFIX = ".veille-journal.json"
+LOCK_SUFFIX = ".veille-lock"
+
+
+@contextlib.contextmanager
+def _locked(targets):
+    """Hold an exclusive lock on each target (a ``.<name>.veille-lock`` file beside it) for the
+    duration; a target another process is writing is refused at once. The lock file is removed
+    at the end (a lock taken on a file another run has just removed is not a lock: refused)."""
+    held = []
+    busy = None
+    try:
+        for path in targets:
+            folder = _mkdir(path)
+            lock = folder / f".{path.name}{LOCK_SUFFIX}"
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); nothing "
+                                  "was written.") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except (BlockingIOError, FileNotFoundError):
+                same = False
+            if not same:
+                os.close(fd)
+                busy = path
+                break
+            held.append((fd, lock))
+        if busy is not None:
+            raise OutputError(f"{busy}: another veille run is writing it now; nothing was "
+                              "written (run again once it has finished).")
+        yield
+    finally:
+        for fd, lock in reversed(held):
+            lock.unlink(missing_ok=True)        # still held: nobody else can have taken it
+            os.close(fd)                        # closing releases the lock
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` a stopped run left (``.<name>.*.tmp``, and a
+    DuckDB temporary's ``.wal``). Called under the target's lock, after
+    :func:`recover_pending` has put the journalled ones in place: what is left belongs to no
+    complete run."""
+    folder = path.parent if str(path.parent) else Path(".")
+    gone = []
+    if folder.is_dir():
+        for tmp in folder.glob(f".{path.name}.*.tmp*"):
+            if tmp.name.endswith(".tmp") or tmp.name.endswith(".tmp.wal"):
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp)
+    return gone
 
 
 def _fsync_file(path) -> None:
@@ -202,7 +270,7 @@ def _write_temp(frame: pl.DataFrame, path: Path) -> str:
 
             _write_fhir(frame, tmp)
         else:
-            frame.write_csv(tmp)
+            csv_safe(frame).write_csv(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -217,7 +285,14 @@ def _write_temp_duckdb(tables, path: Path) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     os.unlink(tmp)  # duckdb creates the file itself
-    con = duckdb.connect(tmp)
+    # DuckDB creates the file itself, with the umask's mode: create it owner-only first
+    os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    os.unlink(tmp)
+    old = os.umask(0o077)
+    try:
+        con = duckdb.connect(tmp)
+    finally:
+        os.umask(old)
     try:
         for frame, table in tables:
             con.register("frame_view", frame.to_arrow())
@@ -225,6 +300,7 @@ def _write_temp_duckdb(tables, path: Path) -> str:
             con.unregister("frame_view")
     finally:
         con.close()
+    os.chmod(tmp, 0o600)
     return tmp
 
 
@@ -253,6 +329,21 @@ def _replace_duckdb_tables(tables, path: Path) -> None:
 def write_frame(frame: pl.DataFrame, path: str | Path, *, table: str = "alerts") -> Path:
     """Write ``frame`` to ``path`` (Parquet, JSON Lines, CSV or a DuckDB table), atomically."""
     return write_frames([(frame, path, table)])[0]
+
+
+#: what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every text cell that starts like a formula prefixed by an apostrophe
+    (``=cmd|…`` → ``'=cmd|…``), so a nurse opening the CSV in a spreadsheet sees text."""
+    texts = [c for c, t in frame.schema.items() if t == pl.String]
+    if not texts:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(r"^[=+\-@\t\r]"))
+        .then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c) for c in texts)
 
 
 def _write_jsonl(frame: pl.DataFrame, tmp: str) -> None:
