@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os as _os
 
-from .config import cache_dir as _cache_dir
+from .kernel_cache import cache_dir as _cache_dir
 
 # Before numba is imported anywhere: compiled kernels go to a folder the user can write.
 _os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir())

@@ -2,11 +2,15 @@
 
 ``NUMBA_CACHE_DIR`` is set by :mod:`engine` before numba is imported, to a folder the user can
 write (``$VEILLE_CACHE_DIR`` or ``$XDG_CACHE_HOME/veille/numba``), so compiled kernels are cached
-even when the package folder is read-only.
+even when the package folder is read-only. Every kernel module imports this one before its
+first call, which hardens the cache (:mod:`engine.kernel_cache`: damaged files rebuilt, a folder
+others can write refused).
 """
 from __future__ import annotations
 
-import os
+from .kernel_cache import cache_dir, install
+
+install()
 
 #: options for every @njit kernel
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -16,10 +20,4 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 RTOL = 1e-9
 ATOL = 1e-9
 
-
-def cache_dir() -> str:
-    base = os.environ.get("VEILLE_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "veille")
-    return os.path.join(base, "numba")
+__all__ = ["JIT", "JIT_PARALLEL", "RTOL", "ATOL", "cache_dir"]
