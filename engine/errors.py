@@ -56,3 +56,9 @@ class ModelError(VeilleError):
     def __init__(self, message: str, *, path: str | None = None):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+
+
+class Interrupted(VeilleError):
+    """The run was stopped (Ctrl-C, SIGTERM); the message says what was and was not written."""
+
+    exit_code = 130

@@ -54,7 +54,8 @@ def friendly_errors(fn):
         except VeilleError as exc:
             fail(exc)
         except KeyboardInterrupt:
-            err_console.print("interrupted: nothing was written.", markup=False)
+            err_console.print("interrupted before the outputs were written: nothing was "
+                              "written.", markup=False)
             sys.exit(130)
 
     return wrapper

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import OutputError
+from ..errors import Interrupted, OutputError
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
            ".duckdb": "duckdb", ".fhir.json": "fhir"}
@@ -116,6 +116,15 @@ def _write_locked(items) -> list[Path]:
             fsync_dir(journal.parent)
             journal.unlink()
             journal = None
+    except KeyboardInterrupt:
+        if journal is None:
+            raise Interrupted("interrupted before the outputs were replaced: nothing was "
+                              "written.") from None
+        # the run's files are complete and journalled: finish the renames (a few, quick)
+        recover_pending([journal.parent])
+        journal = None
+        raise Interrupted("interrupted while putting the outputs in place: the run's files "
+                          f"were completed ({', '.join(str(p) for _, p in temps)}).") from None
     except OSError as exc:
         if journal is not None:
             raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the run's "
