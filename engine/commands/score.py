@@ -1,6 +1,7 @@
 """``veille score``: ingest, detect, evaluate rules, rank, write the queue."""
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,7 +69,10 @@ def score(
     model: Annotated[str, typer.Option(
         help="Deterioration-risk model: 'default' (the bundled one), 'none' (rank by severity "
              "then waiting time only), or a folder written by `veille train`.")] = "default",
-    top: Annotated[int, typer.Option(help="Patients to show in the summary table.")] = 10,
+    top: Annotated[Optional[int], typer.Option(
+        help="Patients to show in the 'Call first' table (their ids beside their reasons). "
+             "Default: 10 on a terminal, none when the output goes to a file or a log (a "
+             "scheduled run's log gets counts, not patients' values).")] = None,
     lang: Annotated[str, typer.Option(
         "--lang", help="Language of the alerts' titles and reasons: 'fr' (French) or 'en' "
                        "(English).")] = "fr",
@@ -92,10 +96,20 @@ def score(
     reraise_after: Annotated[str, typer.Option(
         "--reraise-after", help="With --store: re-raise an open, unacknowledged high alert "
         "after this long ('none': never).")] = "4h",
+    engine_kind: Annotated[str, typer.Option(
+        "--engine", help="Where the per-patient stages run: 'local' (this machine) or 'spark' "
+        "(Spark at --master; a Parquet telemetry file; the same queue).")] = "local",
+    master: Annotated[str, typer.Option(
+        "--master", help="With --engine spark: the Spark master, e.g. local[2] (this machine, "
+        "two executors) or spark://host:7077.")] = "local[2]",
+    partitions: Annotated[Optional[int], typer.Option(
+        "--partitions", min=1, help="With --engine spark: slices of whole patients (default: "
+        "the cluster's parallelism).")] = None,
 ) -> None:
     """Score telemetry and write the prioritised alert queue (plus the quarantined rows)."""
     from ..pipeline import Engine, load_inputs
     from ..ruleset.i18n import check_lang
+    from ..silences import load_silences
     from ..warmup import is_cached, warmup, warmup_ingest
 
     started = time.perf_counter()
@@ -113,47 +127,67 @@ def score(
     if out is None and store is None:
         raise InputError("give --out FILE (the queue as a file), --store FILE.duckdb (the "
                          "queue kept across runs), or both.")
+    if engine_kind not in ("local", "spark"):
+        raise InputError(f"--engine must be 'local' or 'spark'; got {engine_kind!r}.")
+    if engine_kind == "spark" and store is not None:
+        raise InputError("--store is not available with --engine spark: a store's incremental "
+                         "runs read its history back on one machine. Write the queue with "
+                         "--out (and load it where the team works), or score without --engine "
+                         "spark.")
     q_path = quarantine_path(out) if out is not None else None
     check_outputs([p for p in (out, q_path, store) if p is not None],
                   inputs=[telemetry, patients])
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(STAGES["ingest"], total=None)
-        # reading the telemetry (polars and numba, mostly off the GIL) overlaps loading the packs
-        # and the pipeline's compiled kernels
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(
-                load_inputs, str(telemetry), str(patients) if patients else None, tz=tz,
-                columns=renames, metric=metric, unit=unit, programme=programme)
-            try:
-                if not is_cached():
-                    say("compiling the kernels (first run after install; later runs load them "
-                        "from the on-disk cache)…", err=True)
-                warmup_ingest()          # ready before the file is read: ingest needs them next
-                engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
-                                           model=None if model == "none" else model,
-                                           lang=lang, hygiene=hygiene_cfg)
-                warmup(engine.ruleset)
-            finally:
-                inputs = pending.result()  # an input error wins: it is the first to fix
-        muted = []
-        if hygiene_cfg is not None:
-            from ..silences import load_silences
-            from ..store import store_silences
+        if engine_kind == "spark":
+            from ..distributed import spark
 
-            muted = (load_silences(silences) if silences is not None else []) + (
-                store_silences(store) if store is not None else [])
-        history = None
-        if store is not None:
-            from ..incremental import open_history
+            engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                       model=None if model == "none" else model,
+                                       lang=lang, hygiene=hygiene_cfg)
+            result = spark.score(
+                telemetry, patients, rules=rules or [bundled("rules")], sites=site,
+                model=None if model == "none" else model, lang=lang, engine=engine,
+                master=master, partitions=partitions, tz=tz, as_of=as_of_dt, columns=renames,
+                metric=metric, unit=unit, programme=programme,
+                silences=load_silences(silences) if hygiene_cfg and silences else [],
+                progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+        else:
+            # reading the telemetry (polars and numba, mostly off the GIL) overlaps loading the
+            # packs and the pipeline's compiled kernels
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(
+                    load_inputs, str(telemetry), str(patients) if patients else None, tz=tz,
+                    columns=renames, metric=metric, unit=unit, programme=programme)
+                try:
+                    if not is_cached():
+                        say("compiling the kernels (first run after install; later runs load "
+                            "them from the on-disk cache)…", err=True)
+                    warmup_ingest()      # ready before the file is read: ingest needs them next
+                    engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                               model=None if model == "none" else model,
+                                               lang=lang, hygiene=hygiene_cfg)
+                    warmup(engine.ruleset)
+                finally:
+                    inputs = pending.result()  # an input error wins: it is the first to fix
+            muted = []
+            if hygiene_cfg is not None:
+                from ..store import store_silences
 
-            latest = inputs.ingest.clean["ts"].max()
-            if latest is not None:
-                history = open_history(store, engine, latest, as_of_dt)
-                as_of_dt = history.as_of
-        result = engine.score_inputs(
-            inputs, as_of=as_of_dt, silences=muted, history=history,
-            progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+                muted = (load_silences(silences) if silences is not None else []) + (
+                    store_silences(store) if store is not None else [])
+            history = None
+            if store is not None:
+                from ..incremental import open_history
+
+                latest = inputs.ingest.clean["ts"].max()
+                if latest is not None:
+                    history = open_history(store, engine, latest, as_of_dt)
+                    as_of_dt = history.as_of
+            result = engine.score_inputs(
+                inputs, as_of=as_of_dt, silences=muted, history=history,
+                progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         t = time.perf_counter()
         if out is not None:
             alerts = result.queue
@@ -172,6 +206,8 @@ def score(
                                reraise=hygiene_cfg.reraise if hygiene_cfg else (),
                                history=history)
         result.timings["write"] = time.perf_counter() - t
+    if top is None:
+        top = 10 if sys.stdout.isatty() else 0
     _render(result, out, q_path, time.perf_counter() - started, top, lang=engine.lang)
     if store is not None:
         say(f"stored   run {run_id} in {store} (veille queue list --store {store})")
