@@ -106,16 +106,35 @@ def load_events(source, *, tz: str | None = None, skip_unknown: bool = False,
 BACKTEST_COLUMNS = ("pack", "events", "detected", "sensitivity", "median_lead_h",
                     "detected_24h", "episodes", "patient_days", "alerts_per_100_pd",
                     "unmatched_share")
+#: the complete table (:func:`backtest_table`): one row per rule, per pack and for all packs
+TABLE_SCHEMA = {
+    "level": pl.String, "pack": pl.String, "rule_id": pl.String,
+    "patients": pl.Int64, "patients_alerted": pl.Int64, "patient_share": pl.Float64,
+    "patient_days": pl.Float64, "episodes": pl.Int64, "alerts_per_100_pd": pl.Float64,
+    "events": pl.Int64, "detected": pl.Int64, "sensitivity": pl.Float64,
+    "detected_24h": pl.Int64, "ppv": pl.Float64, "unmatched_share": pl.Float64,
+    "median_lead_h": pl.Float64, "lead_q1_h": pl.Float64, "lead_q3_h": pl.Float64,
+    "alerts_per_nurse_day": pl.Float64,
+}
+#: the ``level`` of the table's rows, in the order they come
+LEVELS = ("all", "pack", "rule")
 
 
-def detection_windows(events: pl.DataFrame) -> pl.DataFrame:
-    """One row per (event, pack expected to detect it) with the window [win_start, win_end]."""
+def detection_windows(events: pl.DataFrame, window: dt.timedelta | None = None
+                      ) -> pl.DataFrame:
+    """One row per (event, pack expected to detect it) with the window [win_start, win_end].
+
+    ``window`` None: an event with a prodrome is detected from its labelled ``onset``; a
+    duration W: from ``event_time - W`` (the same look-back for every event, whatever its
+    label says). An event without a prodrome is detected within 24 h after it either way.
+    """
     pairs = pl.DataFrame([(e, p) for e, ps in EVENT_PACKS.items() for p in ps],
                          schema={"event_type": pl.String, "pack": pl.String}, orient="row")
     ev = events.with_row_index("event_idx").join(pairs, on="event_type", how="inner")
     no_prodrome = pl.col("onset") >= pl.col("event_time")
+    start = pl.col("onset") if window is None else pl.col("event_time") - window
     return ev.with_columns(
-        win_start=pl.when(no_prodrome).then(pl.col("event_time")).otherwise(pl.col("onset")),
+        win_start=pl.when(no_prodrome).then(pl.col("event_time")).otherwise(start),
         win_end=pl.when(no_prodrome).then(pl.col("event_time") + NO_PRODROME_GRACE)
         .otherwise(pl.col("event_time")),
     )
@@ -133,73 +152,182 @@ def patient_days(telemetry: pl.DataFrame, patients: pl.DataFrame | None) -> pl.D
                        .dt.total_seconds() / 86400.0)
 
 
+def cohort_days(telemetry: pl.DataFrame) -> float:
+    """Calendar days the cohort spans, first reading to last: the days a team works it."""
+    first, last = telemetry["ts"].min(), telemetry["ts"].max()
+    return 0.0 if first is None else (last - first).total_seconds() / 86400.0
+
+
+def matches(episodes: pl.DataFrame, events: pl.DataFrame,
+            window: dt.timedelta | None = None
+            ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """How alerts and labelled events meet.
+
+    Returns the detection windows (:func:`detection_windows`); ``hits``, one row per (event, pack expected to detect it, rule of that pack that
+    opened an episode in the window extended by :data:`LATE_GRACE`): ``event_idx``,
+    ``patient_id``, ``event_type``, ``event_time``, ``pack``, ``rule_id``, ``first_alert`` (the
+    rule's first opening in the detection window, null when it only came late) and ``late``
+    (an opening within the extended window); and the episodes with ``matched`` (opened in
+    the extended window of an event their pack is meant to detect) and ``event_idx`` (the first
+    such event, null when none).
+    """
+    windows = detection_windows(events, window)
+    ep = episodes.select("patient_id", "pack", "rule_id", "opened_at").with_row_index("ep_idx")
+    pairs = (windows.join(ep, on=["patient_id", "pack"], how="inner")
+             .filter(pl.col("opened_at").is_between(pl.col("win_start"),
+                                                    pl.col("win_end") + LATE_GRACE)))
+    in_window = pl.col("opened_at") <= pl.col("win_end")
+    hits = (pairs.group_by("event_idx", "pack", "rule_id")
+            .agg(pl.col("patient_id", "event_type", "event_time").first(),
+                 pl.col("opened_at").filter(in_window).min().alias("first_alert"),
+                 pl.lit(True).alias("late"))
+            .sort("event_idx", "pack", "rule_id"))
+    first = pairs.sort("event_time").group_by("ep_idx").agg(pl.col("event_idx").first())
+    matched = (ep.join(first, on="ep_idx", how="left")
+               .with_columns(matched=pl.col("event_idx").is_not_null())
+               .sort("ep_idx").drop("ep_idx"))
+    return windows, hits, matched
+
+
+def backtest_table(episodes: pl.DataFrame, events: pl.DataFrame, telemetry: pl.DataFrame,
+                   patients: pl.DataFrame, packs, *, window: dt.timedelta | None = None,
+                   nurses: float = 1.0, levels=LEVELS,
+                   days: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The complete backtest: one row for all packs together, one per pack, one per rule.
+
+    Columns (:data:`TABLE_SCHEMA`):
+
+    * ``patients``: patients in the pack's scope (all: in any pack's scope);
+      ``patients_alerted`` of them with at least one episode, ``patient_share`` the share;
+    * ``patient_days``: their follow-up (:func:`patient_days`); ``episodes`` (alerts) and
+      ``alerts_per_100_pd``: episodes per 100 patient-days;
+    * ``events``: labelled events the pack is meant to detect (:data:`EVENT_PACKS`; a rule
+      counts its pack's events, all packs every event once); ``detected``: those with an
+      episode opened in the detection window (:func:`detection_windows`, ``window``);
+      ``sensitivity`` = detected / events; ``detected_24h``: with one by the window's end + 24 h;
+    * ``ppv``: the share of episodes opened in the window (+ 24 h) of a labelled event their
+      pack is meant to detect — the positive predictive value; ``unmatched_share`` = 1 - ppv;
+    * ``median_lead_h``, ``lead_q1_h``, ``lead_q3_h``: the median and quartiles of the lead
+      time of the detected events, event time minus the first alert in the window (hours,
+      positive = before the event);
+    * ``alerts_per_nurse_day``: episodes / (``nurses`` × the calendar days the cohort spans):
+      the calls each nurse of a team of that size makes per day.
+
+    Rows with no event or no episode leave the ratios null, never 0 or NaN. ``levels`` keeps
+    some of :data:`LEVELS`; ``days`` is :func:`patient_days` when the caller has it already.
+    """
+    if not nurses or nurses <= 0:
+        raise ValueError(f"nurses must be a positive number. Got {nurses!r} instead.")
+    windows, hits, eps = matches(episodes, events, window)
+    days = patient_days(telemetry, patients) if days is None else days
+    team_days = nurses * cohort_days(telemetry)
+    scope = {p.name: patients.filter(pl.Series(in_scope(p, patients)))["patient_id"]
+             for p in packs}
+    packs_of = {p.name: [r.id for r in p.rules if getattr(r, "enabled", True)]
+                if hasattr(p, "rules") else [] for p in packs}
+    # rules that opened an episode count even when the pack object does not list them
+    for pack, rule in eps.select("pack", "rule_id").unique().sort("pack", "rule_id").iter_rows():
+        if pack in packs_of and rule not in packs_of[pack]:
+            packs_of[pack].append(rule)
+    everyone = pl.concat([s for s in scope.values()]).unique() if scope else \
+        pl.Series("patient_id", [], pl.String)
+    rows = [_row("all", None, None, everyone, days,
+                 eps.filter(pl.col("pack").is_in(list(scope))),
+                 windows.filter(pl.col("pack").is_in(list(scope))).unique("event_idx"),
+                 hits.filter(pl.col("pack").is_in(list(scope))), team_days)] \
+        if "all" in levels else []
+    for pack in sorted(scope) if {"pack", "rule"} & set(levels) else ():
+        ev = windows.filter(pl.col("pack") == pack)
+        if "pack" in levels:
+            rows.append(_row("pack", pack, None, scope[pack], days,
+                             eps.filter(pl.col("pack") == pack), ev,
+                             hits.filter(pl.col("pack") == pack), team_days))
+        for rule in sorted(packs_of[pack]) if "rule" in levels else ():
+            rows.append(_row("rule", pack, rule, scope[pack], days,
+                             eps.filter(pl.col("rule_id") == rule), ev,
+                             hits.filter(pl.col("rule_id") == rule), team_days))
+    return pl.DataFrame(rows, schema=TABLE_SCHEMA, orient="row")
+
+
+def _row(level, pack, rule, ids, days, eps, ev, hits, team_days) -> tuple:
+    """One line of :func:`backtest_table`: ``ev`` the events counted (one row each), ``hits``
+    the matching openings (:func:`matches`), ``eps`` the episodes counted."""
+    pd_ = float(days.filter(pl.col("patient_id").is_in(ids.implode()))["days"].sum())
+    per_event = (hits.group_by("event_idx")
+                 .agg(pl.col("first_alert").min(), pl.col("event_time").first()))
+    det = per_event.filter(pl.col("first_alert").is_not_null())
+    lead = ((det["event_time"] - det["first_alert"]).dt.total_seconds() / 3600.0)
+    alerted = eps.filter(pl.col("patient_id").is_in(ids.implode()))["patient_id"].n_unique()
+    n_ev, n_det, n_ep = ev.height, det.height, eps.height
+
+    def q(x):
+        return float(lead.quantile(x, "linear")) if n_det else None
+
+    return (level, pack, rule, ids.len(), alerted, alerted / ids.len() if ids.len() else None,
+            round(pd_, 1), n_ep, 100.0 * n_ep / pd_ if pd_ else None,
+            n_ev, n_det, n_det / n_ev if n_ev else None, per_event.height,
+            float(eps["matched"].mean()) if n_ep else None,
+            float((~eps["matched"]).mean()) if n_ep else None,
+            q(0.5), q(0.25), q(0.75), n_ep / team_days if team_days else None)
+
+
 def backtest(episodes: pl.DataFrame, events: pl.DataFrame, telemetry: pl.DataFrame,
              patients: pl.DataFrame, packs) -> pl.DataFrame:
-    """Per-pack detection table (see the module docstring for every column's definition)."""
-    windows = detection_windows(events)
-    ep = episodes.select("patient_id", "pack", "rule_id", "opened_at")
-    hits = (windows.join(ep, on=["patient_id", "pack"], how="inner")
-            .filter(pl.col("opened_at").is_between(pl.col("win_start"), pl.col("win_end")))
-            .group_by("event_idx", "pack")
-            .agg(pl.col("opened_at").min().alias("first_alert"), pl.col("event_time").first()))
-    late = (windows.join(ep, on=["patient_id", "pack"], how="inner")
-            .filter(pl.col("opened_at").is_between(pl.col("win_start"),
-                                                   pl.col("win_end") + LATE_GRACE))
-            .select("event_idx", "pack").unique().with_columns(late_hit=pl.lit(True)))
-    per_event = (windows.join(hits.drop("event_time"), on=["event_idx", "pack"], how="left")
-                 .join(late, on=["event_idx", "pack"], how="left"))
-    matched = (ep.with_row_index("ep_idx")
-               .join(windows.select("patient_id", "pack", "win_start", "win_end"),
-                     on=["patient_id", "pack"], how="inner")
-               .filter(pl.col("opened_at").is_between(pl.col("win_start"),
-                                                      pl.col("win_end") + LATE_GRACE))
-               .select("ep_idx").unique())
-    ep = ep.with_row_index("ep_idx").with_columns(
-        matched=pl.col("ep_idx").is_in(matched["ep_idx"].implode()))
-    days = patient_days(telemetry, patients)
-    rows = []
-    for pack in packs:
-        # the rule engine's own scope test, so the denominator is exactly who the pack watched
-        ids = patients.filter(pl.Series(in_scope(pack, patients)))["patient_id"]
-        pd_ = float(days.filter(pl.col("patient_id").is_in(ids.implode()))["days"].sum())
-        ev = per_event.filter(pl.col("pack") == pack.name)
-        det = ev.filter(pl.col("first_alert").is_not_null())
-        lead = (det["event_time"] - det["first_alert"]).dt.total_seconds() / 3600.0
-        eps = ep.filter(pl.col("pack") == pack.name)
-        rows.append({
-            "pack": pack.name,
-            "events": ev.height,
-            "detected": det.height,
-            "sensitivity": det.height / ev.height if ev.height else None,
-            "median_lead_h": float(lead.median()) if det.height else None,
-            "detected_24h": int(ev["late_hit"].fill_null(False).sum()),
-            "episodes": eps.height,
-            "patient_days": round(pd_, 1),
-            "alerts_per_100_pd": 100.0 * eps.height / pd_ if pd_ else None,
-            "unmatched_share": float((~eps["matched"]).mean()) if eps.height else None,
-        })
-    return pl.DataFrame(rows, schema={
-        "pack": pl.String, "events": pl.Int64, "detected": pl.Int64, "sensitivity": pl.Float64,
-        "median_lead_h": pl.Float64, "detected_24h": pl.Int64, "episodes": pl.Int64, "patient_days": pl.Float64,
-        "alerts_per_100_pd": pl.Float64, "unmatched_share": pl.Float64}).sort("pack")
+    """The per-pack detection table of :data:`BACKTEST_COLUMNS` (the pack rows of
+    :func:`backtest_table`, labelled onsets as windows)."""
+    return (backtest_table(episodes, events, telemetry, patients, packs)
+            .filter(pl.col("level") == "pack").select(BACKTEST_COLUMNS))
 
 
 def to_markdown(table: pl.DataFrame) -> str:
-    """The backtest table as Markdown (for the README)."""
+    """The backtest table as Markdown (for the README): per pack, or the complete table of
+    :func:`backtest_table` (all packs, per pack, then per rule)."""
+    if "level" not in table.columns:
+        return _evidence_markdown(table)
+    out = []
+    for level, title in (("pack", "pack"), ("rule", "rule")):
+        rows = table.filter(pl.col("level").is_in(["all", "pack"] if level == "pack"
+                                                   else ["rule"]))
+        head = (f"| {title} | events | detected early | sensitivity | lead time, median (IQR) "
+                "| detected by event + 24 h | alerts | alerts / 100 patient-days "
+                "| patients alerted | PPV | alerts per nurse-day |")
+        lines = [head, "|---|" + "---:|" * 10]
+        for r in rows.iter_rows(named=True):
+            name = {"all": "**all packs**", "pack": r["pack"]}.get(r["level"], r["rule_id"])
+            lines.append(f"| {name} | {r['events']} | {r['detected']} | {_pct(r['sensitivity'])} "
+                         f"| {lead_text(r)} | {r['detected_24h']} | {r['episodes']} "
+                         f"| {_num(r['alerts_per_100_pd'], 2)} "
+                         f"| {r['patients_alerted']} of {r['patients']} "
+                         f"| {_pct(r['ppv'])} | {_num(r['alerts_per_nurse_day'], 2)} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def lead_text(r: dict) -> str:
+    """``46.1 h (20.3–70.0)``: a row's median lead time and interquartile range."""
+    if r["median_lead_h"] is None:
+        return "–"
+    return f"{r['median_lead_h']:.1f} h ({r['lead_q1_h']:.1f}–{r['lead_q3_h']:.1f})"
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+
+def _num(v, digits: int) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _evidence_markdown(table: pl.DataFrame) -> str:
     head = ("| pack | events | detected early | sensitivity | median lead time | "
             "detected by event + 24 h | episodes | alerts / 100 patient-days | "
             "alerts outside any labelled episode |")
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-
-    def pct(v):
-        return "–" if v is None else f"{100 * v:.0f} %"
-
     for r in table.iter_rows(named=True):
         lead = "–" if r["median_lead_h"] is None else f"{r['median_lead_h']:.1f} h"
-        rate = "–" if r["alerts_per_100_pd"] is None else f"{r['alerts_per_100_pd']:.2f}"
-        lines.append(f"| {r['pack']} | {r['events']} | {r['detected']} | {pct(r['sensitivity'])} "
-                     f"| {lead} | {r['detected_24h']} | {r['episodes']} | {rate} "
-                     f"| {pct(r['unmatched_share'])} |")
+        lines.append(f"| {r['pack']} | {r['events']} | {r['detected']} | {_pct(r['sensitivity'])} "
+                     f"| {lead} | {r['detected_24h']} | {r['episodes']} "
+                     f"| {_num(r['alerts_per_100_pd'], 2)} | {_pct(r['unmatched_share'])} |")
     return "\n".join(lines)
 
 
