@@ -5,10 +5,13 @@ quarantines one row instead of failing the whole file.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .errors import InputError
@@ -18,21 +21,52 @@ SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv
 _DUCKDB = re.compile(r"^(?P<path>.+\.(?:duckdb|db|ddb)):(?P<table>[A-Za-z_][\w.]*)$")
 
 
+@dataclass
+class Rejects:
+    """Rows of a CSV file that cannot be rows of a table (a line that is not UTF-8 text, a line
+    with another number of fields than the header): ``rows`` their data-row numbers (1 = the
+    first line after the header), ``details`` why, and ``kept`` the data-row number of each row
+    of the frame read (None when nothing was rejected: row ``i`` is data row ``i + 1``)."""
+
+    rows: list[int] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    kept: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def read_table(source, *, what: str = "telemetry") -> pl.DataFrame:
-    """Read a source into a polars frame, or raise :class:`InputError` naming the file."""
+    """Read a source into a polars frame, or raise :class:`InputError` naming the file. A CSV
+    line that cannot be a row is refused here with its line number; telemetry reads it with
+    :func:`read_table_rows`, which quarantines it instead."""
+    df, rejects = read_table_rows(source, what=what)
+    if len(rejects):
+        raise InputError(f"line {rejects.rows[0] + 1} cannot be read as a row: "
+                         f"{rejects.details[0]}.", path=str(source), row=rejects.rows[0])
+    return df
+
+
+def read_table_rows(source, *, what: str = "telemetry") -> tuple[pl.DataFrame, Rejects]:
+    """:func:`read_table`, with the lines of a CSV file that cannot be rows set apart
+    (:class:`Rejects`) rather than refusing the file."""
     if isinstance(source, pl.DataFrame):
-        return source
+        return source, Rejects()
+    return _read(source, what)
+
+
+def _read(source, what: str) -> tuple[pl.DataFrame, Rejects]:
     if isinstance(source, pl.LazyFrame):
-        return source.collect()
+        return source.collect(), Rejects()
     mod = type(source).__module__.split(".")[0]
     if mod == "pyarrow":
-        return pl.DataFrame(pl.from_arrow(source))
+        return pl.DataFrame(pl.from_arrow(source)), Rejects()
     if mod == "pandas":
-        return pl.from_pandas(source)
+        return pl.from_pandas(source), Rejects()
     text = str(source)
     m = _DUCKDB.match(text)
     if m:
-        return read_duckdb(m["path"], m["table"])
+        return read_duckdb(m["path"], m["table"]), Rejects()
     path = Path(text)
     if not path.exists():
         raise InputError(f"{what} file not found.", path=text)
@@ -47,20 +81,78 @@ def read_table(source, *, what: str = "telemetry") -> pl.DataFrame:
                          ".arrow/.ipc/.feather or file.duckdb:table.", path=text)
     if path.stat().st_size == 0:
         raise InputError("the file is empty (0 bytes).", path=text)
+    rejects = Rejects()
     try:
         if kind == "parquet":
             df = pl.read_parquet(path)
         elif kind == "ipc":
             df = pl.read_ipc(path)
         else:
-            df = pl.read_csv(path, infer_schema=False, separator=_separator(path))
+            sep = _separator(path)
+            _check_header(path, sep)
+            try:
+                df = pl.read_csv(path, infer_schema=False, separator=sep)
+            except (pl.exceptions.PolarsError, UnicodeDecodeError):
+                df, rejects = _read_csv_lines(path, sep)
     except (pl.exceptions.PolarsError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot be read as {kind.upper()} ({_short(exc)}). Check that the "
                          "file is complete and that its extension matches its content.",
                          path=text) from None
     if df.width == 0:
         raise InputError("the file has no columns.", path=text)
-    return df
+    return df, rejects
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 16)
+    try:
+        line = first.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InputError("the header line is not UTF-8 text; save the export as UTF-8.",
+                         path=str(path), row=0) from None
+    return next(csv.reader([line], delimiter=sep)) if line else []
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """Refuse a header naming a column twice (which column would be the value?)."""
+    names = _header(path, sep)
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"the header names column '{name}' twice; each column must have "
+                             "one name.", path=str(path), column=name)
+        seen.add(name)
+
+
+def _read_csv_lines(path: Path, sep: str) -> tuple[pl.DataFrame, Rejects]:
+    """A CSV file line by line, when the fast reader refuses it: each line that is not UTF-8
+    text, or has another number of fields than the header, is set apart (its number and why,
+    never its content) and the others are read. A quoted field spanning lines is not supported
+    on this path."""
+    names = _header(path, sep)
+    rows, kept, rejects = [], [], Rejects()
+    with open(path, "rb") as fh:
+        fh.readline(1 << 16)
+        for k, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                rejects.rows.append(k)
+                rejects.details.append(f"not UTF-8 text (byte {exc.start + 1})")
+                continue
+            fields = next(csv.reader([line], delimiter=sep))
+            if len(fields) != len(names):
+                rejects.rows.append(k)
+                rejects.details.append(f"{len(fields)} fields, the header has {len(names)}")
+                continue
+            rows.append([f if f != "" else None for f in fields])
+            kept.append(k)
+    df = pl.DataFrame(rows, schema={n: pl.String for n in names}, orient="row")
+    rejects.kept = np.asarray(kept, np.int64)
+    return df, rejects
 
 
 def _separator(path: Path) -> str:

@@ -117,6 +117,14 @@ CASES: dict[str, tuple] = {
     "semicolon_decimal_comma": ("french_export.csv", lambda p: p.write_text(
         "patient_id;ts;metric;value\nP001;2026-01-05T08:00:00+01:00;temp;37,8\n"),
         ("quarantine", {}, 1, 0)),
+    "latin1_and_ragged_lines": ("one_bad_line.csv", lambda p: p.write_bytes(
+        _csv(_ok()).encode() + "Pépin,2026-01-05T08:00:00Z,weight,80.0,kg\n".encode("latin-1")
+        + b"P002,2026-01-05T08:00:00Z,weight\n"
+        + b"P003,2026-01-05T08:00:00Z,weight,70.5,kg\n"),
+        ("quarantine", {"malformed_row": 2}, 2, 0)),
+    "duplicated_header": ("dup_header.csv", lambda p: p.write_text(
+        _csv(_ok(), header=("patient_id", "ts", "metric", "value", "value"))),
+        ("error", "names column 'value' twice")),
     "binary_garbage": ("garbage.csv", lambda p: p.write_bytes(bytes(range(256)) * 8),
                        ("error", "")),
 }

@@ -33,7 +33,7 @@ import polars as pl
 from ..errors import InputError
 from ..schema import (EARLIEST, METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA,
                       TS_DTYPE)
-from ..sources import read_table
+from ..sources import Rejects, read_table_rows
 from . import kernels as K
 from . import times
 from .encode import Encoded, encode_columns, lookup
@@ -57,13 +57,15 @@ REASONS: dict[str, str] = {
     "timestamp_too_early": "ts is before the earliest plausible date (a device clock reset?)",
     "future_timestamp": "ts is in the future",
     "conflicting_duplicate": "another row has the same patient, metric and time but another value",
+    "malformed_row": "the line cannot be a row of the file (not UTF-8 text, or another number "
+                     "of fields than the header)",
 }
 #: reason code (engine.ingest.kernels) -> name
 _REASON_NAMES = ["", "missing_patient_id", "unknown_patient", "missing_timestamp",
                  "unparseable_timestamp", "naive_timestamp", "nonexistent_local_time",
                  "unknown_metric", "missing_value", "unparseable_value", "non_finite_value",
                  "unconvertible_unit", "implausible_value", "timestamp_too_early",
-                 "future_timestamp", "conflicting_duplicate"]
+                 "future_timestamp", "conflicting_duplicate", "malformed_row"]
 assert set(_REASON_NAMES[1:]) == set(REASONS)
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
@@ -178,8 +180,33 @@ def ingest(source, *, tz: str | None = None, now: dt.datetime | None = None,
     'rows in 2 = used 2 + quarantined 0 + duplicates collapsed 0'
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "<frame>")
-    raw = adapt_columns(read_table(source), label, columns=columns, metric=metric, unit=unit)
-    return ingest_frame(raw, tz=tz, now=now, name=label, patients=patients, earliest=earliest)
+    table, rejects = read_table_rows(source)
+    raw = adapt_columns(table, label, columns=columns, metric=metric, unit=unit)
+    result = ingest_frame(raw, tz=tz, now=now, name=label, patients=patients, earliest=earliest)
+    return with_rejects(result, rejects) if len(rejects) else result
+
+
+def with_rejects(result: IngestResult, rejects: Rejects) -> IngestResult:
+    """``result`` with the lines the reader set apart (:class:`engine.sources.Rejects`)
+    quarantined as ``malformed_row`` — their row numbers and why, never their content — and
+    the quarantine's other rows numbered as in the file."""
+    q = result.quarantine
+    if rejects.kept is not None and q.height:
+        q = q.with_columns(row=pl.Series(rejects.kept[q["row"].to_numpy() - 1],
+                                         dtype=pl.Int64))
+    bad = pl.DataFrame({"row": rejects.rows, "source": [result.report.source] * len(rejects),
+                        "reason": ["malformed_row"] * len(rejects), "detail": rejects.details},
+                       schema={"row": pl.Int64, "source": pl.String, "reason": pl.String,
+                               "detail": pl.String})
+    q = pl.concat([q, bad], how="diagonal").select(list(QUARANTINE_SCHEMA)) \
+        .cast(QUARANTINE_SCHEMA).sort("row")
+    rep = result.report
+    by_reason = dict(rep.by_reason)
+    by_reason["malformed_row"] = by_reason.get("malformed_row", 0) + len(rejects)
+    report = Reconciliation(**{**rep.__dict__, "rows_in": rep.rows_in + len(rejects),
+                               "rows_quarantined": rep.rows_quarantined + len(rejects),
+                               "by_reason": dict(sorted(by_reason.items()))}).check()
+    return IngestResult(clean=result.clean, quarantine=q, report=report, index=result.index)
 
 
 def adapt_columns(raw: pl.DataFrame, name: str, *, columns: dict[str, str] | None = None,
