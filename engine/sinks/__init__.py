@@ -97,10 +97,13 @@ def _write_locked(items) -> list[Path]:
             files.append((frame, path))
     temps = []
     journal = None
+    current = None                          # the file being written, for the message
     try:
         for frame, path in files:
+            current = path
             temps.append((_write_temp(frame, path), path))
         for path, tables in by_db.items():
+            current = path
             if path.exists():
                 _replace_duckdb_tables(tables, path)
             else:
@@ -125,12 +128,13 @@ def _write_locked(items) -> list[Path]:
         journal = None
         raise Interrupted("interrupted while putting the outputs in place: the run's files "
                           f"were completed ({', '.join(str(p) for _, p in temps)}).") from None
-    except OSError as exc:
+    except _WRITE_ERRORS as exc:
+        why = _why(exc)
         if journal is not None:
-            raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the run's "
-                              f"files are complete and will be put in place by the next run "
-                              f"writing there (journal {journal.name}).") from None
-        raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); nothing was "
+            raise OutputError(f"{current}: cannot be written ({why}); the run's files are "
+                              f"complete and will be put in place by the next run writing "
+                              f"there (journal {journal.name}).") from None
+        raise OutputError(f"{current}: cannot be written ({why}); nothing was "
                           "written.") from None
     finally:
         if journal is None:                 # stopped before its journal: nothing was changed
@@ -138,6 +142,27 @@ def _write_locked(items) -> list[Path]:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
     return [p for _, p, _ in items]
+
+
+def _duckdb_error():
+    try:
+        import duckdb
+    except ImportError:                    # pragma: no cover - duckdb is a dependency
+        return OSError
+    return duckdb.Error
+
+
+#: what a writer raises when the disk is full, a file too large, a folder gone: an output
+#: error for the user (a bug elsewhere still traces)
+_WRITE_ERRORS = (OSError, pl.exceptions.PolarsError, _duckdb_error())
+
+
+def _why(exc: BaseException) -> str:
+    """The reason of a write error in a few words ('No space left on device')."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return (text[0][:200] if text else type(exc).__name__) or type(exc).__name__
 
 
 JOURNAL_SUFFIX = ".veille-journal.json"
