@@ -556,13 +556,30 @@ def _tau(t):
     return "high only" if not np.isfinite(t) else f"{100 * t:g} %"
 
 
+def seed_list(seeds: dict) -> str:
+    """``{seed: where}`` in words, in seed order, runs of consecutive seeds read in the same
+    place as one range (a randomised training cohort has one seed per part).
+
+    >>> seed_list({"11": "card", "0": "card", "11002": "card", "11001": "card", "11003": "c"})
+    '0 (card), 11 (card), 11001–11002 (card), 11003 (c)'
+    """
+    items = sorted((int(s), w) for s, w in seeds.items())
+    runs: list[list] = []
+    for s, w in items:
+        if runs and runs[-1][1] == s - 1 and runs[-1][2] == w:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s, w])
+    return ", ".join(f"{a} ({w})" if a == b else f"{a}–{b} ({w})" for a, b, w in runs)
+
+
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = ["# Risk model quality on held-out synthetic cohorts",
              "",
              f"Model `{cfg['model']}` ({report['model']['name']}, sha256 "
              f"{report['model']['sha256'][:12]}…); seeds tied to its training, refused here: "
-             f"{', '.join(f'{s} ({w})' for s, w in report['model']['training_seeds'].items())}."
+             f"{seed_list(report['model']['training_seeds'])}."
              f" Cohorts: {cfg['patients']} patients × {cfg['days']} days each; "
              f"{cfg['resamples']} patient-bootstrap resamples (seed {cfg['bootstrap_seed']}); "
              "95 % percentile intervals. Synthetic data: this measures what the pipeline "

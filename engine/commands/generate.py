@@ -57,6 +57,13 @@ def generate(
     artefact_rate_scale: Annotated[Optional[float], typer.Option(
         help="Multiply the rate of plausible-but-wrong readings, 0-4 (shifted 1.5).",
         rich_help_panel=_SETTINGS)] = None,
+    randomise: Annotated[Optional[int], typer.Option(
+        "--randomise", min=1, max=100,
+        help="Domain randomisation: split the patients into this many parts, each generated "
+             "with its own seed and settings drawn around the default (scales within x/÷2, "
+             "episode size within x/÷1.5, episode rate 0.1-0.4; engine.synth.randomise). "
+             "The training cohort of the bundled risk model. Not with --variant or a setting.",
+        rich_help_panel=_SETTINGS)] = None,
 ) -> None:
     """Generate a realistic labelled home-telemonitoring cohort (same seed, same bytes)."""
     from ..errors import InputError
@@ -73,11 +80,25 @@ def generate(
                 from None
         if start_dt.tzinfo is None:
             start_dt = start_dt.replace(tzinfo=dt.timezone.utc)
-    settings = named_variant(variant, what="--variant")
     overrides = dict(episode_rate=episode_rate, noise_scale=noise_scale,
                      sampling_scale=sampling_scale, missed_rate_scale=missed_rate_scale,
                      effect_scale=effect_scale, prodrome_scale=prodrome_scale,
                      gap_rate_scale=gap_rate_scale, artefact_rate_scale=artefact_rate_scale)
+    if randomise is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        if variant != "default":
+            given.insert(0, "--variant")
+        if given:
+            raise InputError(f"--randomise draws every generator setting itself; it cannot be "
+                             f"combined with {', '.join(given)}.")
+        from ..synth.write import write_randomised_cohort
+
+        paths = write_randomised_cohort(out, patients=patients, days=days, seed=seed,
+                                        parts=randomise, start=start_dt)
+        for name, path in {**paths, "generator": Path(out) / GENERATOR_FILE}.items():
+            console.print(f"{name:10s} {path}")
+        return
+    settings = named_variant(variant, what="--variant")
     for name, value in overrides.items():
         if value is None:
             continue

@@ -139,3 +139,31 @@ def read_cohort(out_dir: str | os.PathLike) -> Cohort:
     if missing:
         raise InputError(f"no cohort here: {', '.join(missing)} missing", path=str(out))
     return Cohort(*(pl.read_parquet(out / f"{name}.parquet") for name in FILES))
+
+
+def write_randomised_cohort(out_dir: str | os.PathLike, *, patients: int, days: int,
+                            seed: int, parts: int,
+                            start: datetime | date | str | None = None,
+                            programmes: Sequence[str] | None = None) -> dict[str, Path]:
+    """A domain-randomised cohort (:func:`engine.synth.randomise.randomised_cohort`) written
+    into ``out_dir`` like :func:`write_cohort`, same arguments, same bytes.
+
+    ``generator.json`` records the arguments with ``variant`` and ``settings`` null (no single
+    configuration made the files) and ``randomised``: the ranges the settings were drawn from
+    and, per part, its seed, its patients and the settings it ran with.
+    """
+    from .randomise import RANGES, randomised_cohort
+
+    cohort, records = randomised_cohort(patients, days, seed, parts, start, programmes)
+    paths = write_frames(cohort, out_dir)
+    record = generator_record(patients=patients, days=days, seed=seed, start=start,
+                              programmes=programmes, variant=Variant())
+    record.update(variant=None, settings=None, randomised={
+        "parts": len(records),
+        "ranges": {k: list(v) for k, v in RANGES.items()},
+        "draw": "a Latin hypercube over the ranges (episode_rate uniform, every other setting "
+                "log-uniform): engine.synth.randomise.draw_settings(seed, parts); part k "
+                "has generator seed seed*1000+k+1",
+        "cohorts": records})
+    write_generator_record(record, out_dir)
+    return paths
