@@ -176,6 +176,22 @@ class Engine:
                                                                  quarantine)
             resume = history.resume
         check_care_plan(pats, self.ruleset.packs, inputs.patients_label)
+        ev = self.evaluate(clean, index, pats, until=until, timings=timings, progress=progress,
+                           history=history, resume=resume)
+        q, cleaned = self.rank(ev, pats, until=until, timings=timings, progress=progress,
+                               silences=silences)
+        return Result(clean=clean, quarantine=quarantine, report=report, patients=pats,
+                      episodes=ev.episodes, queue=q, timings=timings, as_of=until,
+                      pending=combine_pending(ev.pending, pats), risk=ev.risk,
+                      features=ev.features, hygiene=cleaned)
+
+    def evaluate(self, clean: pl.DataFrame, index: SeriesIndex, pats: pl.DataFrame | None, *,
+                 until: dt.datetime, timings: dict, progress: Callable[[str], None] | None = None,
+                 history=None, resume=None) -> "Evaluation":
+        """The per-patient stages on clean telemetry cut at ``until``: detect → episodes of
+        every pack, then the risk model and the packs that read it. Patients never meet here,
+        so slices of whole patients evaluated apart and merged (:func:`merge_evaluations`) give
+        what one evaluation of them all gives."""
         pending: list = []
         parts: list | None = None
         fpack = None
@@ -198,7 +214,6 @@ class Engine:
             episodes = history.merge(episodes, pats)
         risk = alert_risk = feats = None
         if self.model is not None:
-            from .episodes import combine
             from .risk import features as F
             from .risk import model as M
 
@@ -217,10 +232,17 @@ class Engine:
             t = time.perf_counter()
             alert_risk = M.for_alerts(self.model, feats, risk, episodes, lang=self.lang)
             timings["risk"] += time.perf_counter() - t
+        return Evaluation(episodes, pending, risk, feats, alert_risk)
+
+    def rank(self, ev: "Evaluation", pats: pl.DataFrame | None, *, until: dt.datetime,
+             timings: dict, progress: Callable[[str], None] | None = None,
+             silences: Sequence = ()) -> "tuple[pl.DataFrame, HygieneReport | None]":
+        """The queue of an evaluation (ranked, stable ids), through the hygiene stage when it
+        is on; with what hygiene hid (None when off)."""
         t = time.perf_counter()
         if progress:
             progress("queue")
-        q = queue_mod.build_queue(episodes, alert_risk)
+        q = queue_mod.build_queue(ev.episodes, ev.alert_risk)
         cleaned = None
         if self.hygiene is not None:
             from . import hygiene
@@ -229,10 +251,36 @@ class Engine:
                                        silences=silences, patients=pats, config=self.hygiene,
                                        silence_rules=hygiene.silence_rule_ids(self.ruleset))
         timings["queue"] = time.perf_counter() - t
-        return Result(clean=clean, quarantine=quarantine, report=report, patients=pats,
-                      episodes=episodes, queue=q, timings=timings, as_of=until,
-                      pending=combine_pending(pending, pats), risk=risk, features=feats,
-                      hygiene=cleaned)
+        return q, cleaned
+
+
+@dataclass
+class Evaluation:
+    """What the per-patient stages give (:meth:`Engine.evaluate`): the queue's input."""
+
+    episodes: pl.DataFrame
+    #: frames of pending rules, per pack and chunk (:func:`engine.episodes.combine_pending`)
+    pending: list = field(default_factory=list)
+    #: the risk at every grid time, the features it read, and each episode's risk and factors
+    #: (:func:`engine.risk.model.for_alerts`); None without a model
+    risk: pl.DataFrame | None = None
+    features: pl.DataFrame | None = None
+    alert_risk: pl.DataFrame | None = None
+
+
+def merge_evaluations(parts: Sequence[Evaluation], patients: pl.DataFrame | None) -> Evaluation:
+    """One evaluation of the patients of ``parts``, evaluations of disjoint sets of whole
+    patients: their episodes combined as chunks' are, the risk frames in patient and time
+    order."""
+    def stack(frames):
+        frames = [f for f in frames if f is not None]
+        return pl.concat(frames).sort("patient_id", "ts") if frames else None
+
+    alert_risk = [p.alert_risk for p in parts if p.alert_risk is not None]
+    return Evaluation(combine([p.episodes for p in parts], patients),
+                      [f for p in parts for f in p.pending],
+                      stack([p.risk for p in parts]), stack([p.features for p in parts]),
+                      pl.concat(alert_risk) if alert_risk else None)
 
 
 @dataclass
@@ -258,22 +306,109 @@ def load_inputs(telemetry, patients=None, *, tz: str | None = None,
     """
     t = time.perf_counter()
     now = now or dt.datetime.now(dt.timezone.utc)
-    pats = None
-    label = "patients" if isinstance(patients, pl.DataFrame) or patients is None \
-        else str(patients)
-    if patients is not None:
-        if programme is not None:
-            raise InputError("give either a patients table or a programme for every "
-                             "patient, not both.")
-        pats = (check_patients(patients) if isinstance(patients, pl.DataFrame)
-                else load_patients(patients))
+    pats, label = patients_input(patients, programme)
     ing: IngestResult = ingest(telemetry, tz=tz, now=now, columns=columns, metric=metric,
                                unit=unit, patients=pats)
     if programme is not None:
-        pats = check_patients(pl.DataFrame({"patient_id": ing.index.patient_ids,
-                                            "programme": programme}), name="--programme")
+        pats = programme_table(ing.index.patient_ids, programme)
     return Inputs(ingest=ing, patients=pats, seconds=time.perf_counter() - t, now=now,
                   patients_label=label)
+
+
+def patients_input(patients, programme: str | None = None) -> tuple[pl.DataFrame | None, str]:
+    """The checked patients table (a path or a frame; None without one) and how messages name
+    it. A table and a ``programme`` for every patient exclude each other."""
+    label = "patients" if isinstance(patients, pl.DataFrame) or patients is None \
+        else str(patients)
+    if patients is None:
+        return None, label
+    if programme is not None:
+        raise InputError("give either a patients table or a programme for every "
+                         "patient, not both.")
+    return (check_patients(patients) if isinstance(patients, pl.DataFrame)
+            else load_patients(patients)), label
+
+
+def programme_table(ids: pl.Series, programme: str) -> pl.DataFrame:
+    """The patients table enrolling every patient of ``ids`` in one programme (``--programme``)."""
+    return check_patients(pl.DataFrame({"patient_id": ids, "programme": programme}),
+                          name="--programme")
+
+
+@dataclass
+class Slice:
+    """What :func:`score_slice` gives for a slice of whole patients."""
+
+    #: the per-patient stages' output; None when the slice has no patient to evaluate
+    evaluation: Evaluation | None
+    quarantine: pl.DataFrame
+    report: Reconciliation
+    timings: dict[str, float]
+    #: the latest and earliest clean reading of the slice (before the cut at ``until``)
+    latest: dt.datetime | None = None
+    earliest: dt.datetime | None = None
+    #: the slice's patients with clean telemetry
+    patient_ids: pl.Series | None = None
+
+
+def score_slice(engine: Engine, raw: pl.DataFrame, patients: pl.DataFrame | None, *,
+                now: dt.datetime, until: dt.datetime | None, tz: str | None = None,
+                name: str = "<frame>", columns: dict[str, str] | None = None,
+                metric: str | None = None, unit: str | None = None,
+                programme: str | None = None, rows: pl.Series | None = None) -> Slice:
+    """Ingest and the per-patient stages (:meth:`Engine.evaluate`) on a slice of the input
+    holding whole patients: every raw row of its patients, in input order, and their rows of
+    the patients table (with those enrolled without telemetry), so that
+    :func:`merge_evaluations` of the slices' evaluations and the slices' quarantines and
+    reports, merged, are the run's. What ingest computes over the whole input comes in as
+    arguments: ``now``, and ``until`` (the run's ``as_of``, by default the latest clean reading
+    of the whole input; None: ingest only, no evaluation). ``rows`` are the raw rows' 1-based
+    numbers in the whole input (the quarantine's ``row``). ``name`` names the whole input in
+    messages.
+    """
+    from .schema import TELEMETRY_SCHEMA
+
+    t = time.perf_counter()
+    if raw.height:
+        ing = ingest(raw, tz=tz, now=now, name=name, columns=columns, metric=metric,
+                     unit=unit, patients=patients)
+    else:                   # patients enrolled without any telemetry, in no slice's rows
+        from .ingest import QUARANTINE_SCHEMA
+
+        ing = IngestResult(pl.DataFrame(schema=TELEMETRY_SCHEMA),
+                           pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                           Reconciliation(source=name, rows_in=0, rows_used=0,
+                                          rows_quarantined=0, duplicates_collapsed=0))
+    if programme is not None:
+        patients = programme_table(ing.index.patient_ids, programme)
+    quarantine = ing.quarantine
+    if rows is not None and quarantine.height:
+        quarantine = quarantine.with_columns(row=rows.gather(quarantine["row"] - 1)
+                                             .cast(pl.Int64))
+    timings = {"ingest": time.perf_counter() - t}
+    out = Slice(None, quarantine, ing.report, timings, latest=ing.clean["ts"].max(),
+                earliest=ing.clean["ts"].min(), patient_ids=ing.index.patient_ids)
+    if until is None:
+        return out
+    clean, index, out.report = cut_after(ing, until, allow_empty=True)
+    if clean.height or (patients is not None and patients.height):
+        out.evaluation = engine.evaluate(clean, index, patients, until=until, timings=timings)
+    return out
+
+
+def merge_reports(reports: Sequence[Reconciliation], source: str) -> Reconciliation:
+    """The row accounting of an input from that of slices of it holding disjoint patients."""
+    total = Reconciliation(source=source, rows_in=0, rows_used=0, rows_quarantined=0,
+                           duplicates_collapsed=0)
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for k in ("rows_in", "rows_used", "rows_quarantined", "duplicates_collapsed",
+                  "patients", "rows_after_as_of"):
+            setattr(total, k, getattr(total, k) + getattr(r, k))
+        for k, v in r.by_reason.items():
+            reasons[k] = reasons.get(k, 0) + v
+    total.by_reason = dict(sorted(reasons.items()))
+    return total.check()
 
 
 def check_care_plan(patients: pl.DataFrame | None, packs, name: str = "patients") -> None:
@@ -353,9 +488,10 @@ def check_as_of(as_of: dt.datetime, ing: IngestResult, now: dt.datetime | None) 
     return as_of
 
 
-def cut_after(ing: IngestResult, until: dt.datetime):
+def cut_after(ing: IngestResult, until: dt.datetime, *, allow_empty: bool = False):
     """Clean telemetry up to ``until`` (inclusive), its index, and the row accounting with the
-    rows after it counted apart. Raises when no row is left."""
+    rows after it counted apart. Raises when no row is left, unless ``allow_empty`` (a slice of
+    the input: other slices may have rows)."""
     if until.tzinfo is None:
         raise InputError(f"as_of must be a timezone-aware datetime. Got {until!r} instead.")
     clean, index, report = ing.clean, ing.index, ing.report
@@ -365,15 +501,21 @@ def cut_after(ing: IngestResult, until: dt.datetime):
     keep = (clean["ts"] <= until)
     n_after = int((~keep).sum())
     clean = clean.filter(keep)
-    if clean.height == 0:
-        raise InputError(f"no usable row: every one of the {n_after:,} clean rows is after "
-                         f"--as-of {until.isoformat()}; the earliest is "
-                         f"{ing.clean['ts'].min().isoformat()}.", path=report.source)
+    if clean.height == 0 and not allow_empty:
+        raise nothing_before(n_after, until, ing.clean["ts"].min(), report.source)
     index = SeriesIndex.of(clean)
     report = Reconciliation(**{**report.__dict__, "rows_used": clean.height,
                                "rows_after_as_of": n_after,
                                "patients": index.n_patients}).check()
     return clean, index, report
+
+
+def nothing_before(n_after: int, until: dt.datetime, earliest: dt.datetime,
+                   source: str) -> InputError:
+    """The error of a run whose every clean row is after its ``as_of``."""
+    return InputError(f"no usable row: every one of the {n_after:,} clean rows is after "
+                      f"--as-of {until.isoformat()}; the earliest is {earliest.isoformat()}.",
+                      path=source)
 
 
 def _us(t: dt.datetime) -> int:
