@@ -48,7 +48,8 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         bad = conv.is_null() & s.is_not_null()
         if bad.any():
             i = int(bad.arg_true()[0])
-            raise InputError(f"value {s[i]!r} is not valid: expected {desc} ({dtype}).",
+            # the row and column locate the cell; its content (a patient's data) is not echoed
+            raise InputError(f"the value is not valid: expected {desc} ({dtype}).",
                              path=name, row=i + 1, column=col)
         out[col] = conv.alias(col)
     # ids are compared stripped of surrounding spaces, as ingest strips telemetry's
@@ -76,19 +77,19 @@ def check_patients(raw: pl.DataFrame, *, name: str = "<patients>") -> pl.DataFra
         early = df[col] < EARLIEST
         if early.any():
             i = int(early.arg_true()[0])
-            raise InputError(f"{df[col][i].isoformat()} is before {EARLIEST.date()}: not a "
+            raise InputError(f"the date is before {EARLIEST.date()}: not a "
                              "plausible date of home telemonitoring (a default or reset date?).",
                              path=name, row=i + 1, column=col)
     ages = df["age"]
     if ((ages < 0) | (ages > 130)).any():
         i = int(((ages < 0) | (ages > 130)).arg_true()[0])
-        raise InputError(f"age {ages[i]} is outside 0..130.", path=name, row=i + 1, column="age")
+        raise InputError("the age is outside 0..130.", path=name, row=i + 1, column="age")
     for f in CARE_PLAN.values():
         v = df[f.name]
         out_of_range = (v < f.low) | (v > f.high) | v.is_nan()
         if out_of_range.any():
             i = int(out_of_range.arg_true()[0])
-            raise InputError(f"{f.name} {v[i]} is outside {f.low:g}..{f.high:g} {f.unit}: not "
+            raise InputError(f"{f.name} is outside {f.low:g}..{f.high:g} {f.unit}: not "
                              f"a plausible {f.description}.", path=name, row=i + 1,
                              column=f.name)
     check_time_zones(df["tz"], name)

@@ -22,3 +22,19 @@ def test_a_logged_run_prints_no_patient_beside_a_value(tmp_path):
                                      str(tmp_path / "q2.parquet")])
     assert asked.exit_code == 0 and "Call first" in asked.output
     assert sum(i in asked.output for i in ids) == 3
+
+
+def test_patients_table_errors_locate_the_cell_without_echoing_it(tmp_path):
+    import pytest
+
+    from engine.errors import InputError
+    from engine.patients import check_patients
+
+    base = {"patient_id": ["P1", "P2"], "programme": ["copd", "copd"]}
+    for col, values, shown in (("age", [70, 187], "187"), ("age", ["70", "soixante"], "soixante"),
+                               ("dry_weight_kg", [70.0, 912.0], "912")):
+        with pytest.raises(InputError) as info:
+            check_patients(pl.DataFrame({**base, col: values}))
+        message = str(info.value)
+        assert "row 2" in message and f"column '{col}'" in message
+        assert shown not in message, message
