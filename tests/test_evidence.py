@@ -41,3 +41,11 @@ def test_a_duration_beyond_what_microseconds_hold_prints_as_a_number():
     assert format_value(float("inf"), "h") == "inf h"
     assert format_value(90, "min") == "1h30m"
     assert format_value(2e15, "kg") == "2e+15 kg"
+
+
+def test_values_equal_but_printed_differently_keep_their_texts():
+    """Found by hypothesis: False and 0 share a dict key, yet print 'false' and '0'."""
+    from engine.ruleset.evidence import evidence_column, evidence_json
+    cols = {"gain": ([False, 0, 0.0, -0.0, True, 1], "")}
+    rows = [{"gain": (v, "")} for v in cols["gain"][0]]
+    assert evidence_column(cols) == [evidence_json(r) for r in rows]

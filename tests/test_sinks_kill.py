@@ -63,6 +63,15 @@ def _run_of(path: Path, which: int) -> str | None:
 def test_sigkill_while_writing_the_pair_never_mixes_two_runs(tmp_path, ext):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     rng = random.Random(11)
+    # a previous run's pair is in place before the first kill (a writer killed before its
+    # first rename leaves that pair)
+    from engine.sinks import write_frames
+
+    q, a = ROWS["B"]
+    write_frames([(pl.DataFrame({"run": ["B"] * q, "i": range(q)}),
+                   tmp_path / f"queue.quarantine.{ext}", "quarantine"),
+                  (pl.DataFrame({"run": ["B"] * a, "i": range(a)}),
+                   tmp_path / f"queue.{ext}", "alerts")])
     seen_journal = 0
     for k in range(KILLS):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), ext], env=env,

@@ -224,7 +224,7 @@ def _each(fn, values: list) -> list[str]:
     across episodes). Values that compare equal but print differently (``True`` and ``1``,
     ``-0.0`` and ``0.0``) never share a text."""
     distinct = dict.fromkeys(values)
-    kinds = {type(v) for v in distinct}
+    kinds = set(map(type, values))      # of every value: False and 0 share a dict key
     kinds.discard(type(None))
     if len(kinds) > 1 or any(type(v) is float and v == 0 for v in distinct):
         memo: dict = {}
