@@ -23,6 +23,8 @@ def test_a_signal_stops_the_run_cleanly(tmp_path, sig):
     args = [sys.executable, "-m", "cli", "score", str(tmp_path / "t.parquet"), "--patients",
             str(tmp_path / "p.parquet"), "--model", "none", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    # the first run may compile the kernels (a fresh clone): time the second
+    assert subprocess.run(args, env=env, capture_output=True).returncode == 0
     t = time.monotonic()
     assert subprocess.run(args, env=env, capture_output=True).returncode == 0
     span = time.monotonic() - t
