@@ -207,6 +207,16 @@ def _migrate(con) -> None:
         con.run(f"alter table runs add column if not exists {col} {kind}")
 
 
+def _begin_write(con, path: Path) -> None:
+    """Start a write: refuse a file that is not a store, open the transaction, create or
+    migrate the tables and record the schema version (a new store file is created owner-only
+    by :func:`_connect`)."""
+    _check_schema(con, path)
+    con.run("begin transaction")
+    _migrate(con)
+    con.run("insert or replace into store_meta values ('schema_version', ?)", [SCHEMA_VERSION])
+
+
 def _reraise(con, as_of: dt.datetime, after: dt.timedelta, severities) -> list:
     """Raise again the open, unacknowledged, shown alerts of ``severities`` left waiting
     ``after`` since their opening or their last re-raise (as of the run's time)."""
@@ -240,13 +250,7 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
     new = not path.exists()
     con = _connect(path)
     try:
-        if new:
-            os.chmod(path, 0o600)
-        _check_schema(con, path)
-        con.run("begin transaction")
-        _migrate(con)
-        con.run("insert or replace into store_meta values ('schema_version', ?)",
-                    [SCHEMA_VERSION])
+        _begin_write(con, path)
         if history is not None:
             last = con.one("select max(run_id) from runs")[0]
             if last != history.last_run:
@@ -613,16 +617,9 @@ def add_silence(path: str | Path, *, by: str, reason: str, ends_at: dt.datetime,
                       by, reason, now.isoformat()], default=str)
     sid = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = Path(path)
-    new = not path.exists()
     con = _connect(path)
     try:
-        if new:
-            os.chmod(path, 0o600)
-        _check_schema(con, path)
-        con.run("begin transaction")
-        _migrate(con)
-        con.run("insert or replace into store_meta values ('schema_version', ?)",
-                [SCHEMA_VERSION])
+        _begin_write(con, path)
         con.run("insert into silences values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
                 [sid, text(patients), text(rules), text(packs), text(severity),
                  json.dumps(labels or {}, sort_keys=True), by.strip(), reason.strip(),
