@@ -549,6 +549,20 @@ def _chunk_weights(packs, ts, index, cohort, patient_rows, until_us) -> np.ndarr
     return np.concatenate([[0], np.cumsum(rows + ticks)]).astype(np.int64)
 
 
+def patient_row_bounds(index: SeriesIndex, n_patients: int) -> np.ndarray:
+    """int64[P+1]: the first telemetry row of each patient code (and the end), from the
+    series index (rows sorted by patient)."""
+    return index.offsets[np.searchsorted(index.patient, np.arange(n_patients + 1))]
+
+
+def chunk_of(ts, x, index: SeriesIndex, cohort: Cohort, patient_rows: np.ndarray,
+             a: int, b: int) -> tuple[Telemetry, Cohort]:
+    """The telemetry and cohort of patients ``a..b`` (codes of ``cohort``), as the detect and
+    timeline stages read them."""
+    r0, r1 = int(patient_rows[a]), int(patient_rows[b])
+    return Telemetry(ts[r0:r1], x[r0:r1], index.patients(a, b)), cohort.slice(a, b)
+
+
 def chunks(patient_rows: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
     """Patient ranges ``(a, b)`` holding about ``chunk_rows`` rows each (a patient is never
     split; one with more rows than that is a chunk of its own)."""
@@ -602,17 +616,14 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     index = index.recode(cohort.ids)
     ts, x = arrays(telemetry)
     until_us = _us(until) if until is not None else None
-    patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(cohort.size + 1))]
+    patient_rows = patient_row_bounds(index, cohort.size)
     weight = _chunk_weights(packs, ts, index, cohort, patient_rows, until_us)
     def run_chunk(bounds):
         a, b = bounds
         spent = dict.fromkeys(("detect", "timeline", "rules+episodes", "risk"), 0.0)
-        r0, r1 = int(patient_rows[a]), int(patient_rows[b])
-        sub = index.patients(a, b)
-        tel = Telemetry(ts[r0:r1], x[r0:r1], sub)
-        part = cohort.slice(a, b)
+        tel, part = chunk_of(ts, x, index, cohort, patient_rows, a, b)
         t = time.perf_counter()
-        det = detect_arrays(tel.ts, tel.x, sub, plan)
+        det = detect_arrays(tel.ts, tel.x, tel.index, plan)
         spent["detect"] += time.perf_counter() - t
         found, waiting = [], ([] if pending is not None else None)
         for pack in packs:

@@ -40,10 +40,10 @@ from .episodes import combine, open_episodes
 from .errors import InputError, RuleError
 from .labelled import LabelledCohort
 from .patients import Cohort
-from .pipeline import CHUNK_ROWS, WORKERS, chunks
+from .pipeline import CHUNK_ROWS, WORKERS, chunk_of, chunks, patient_row_bounds
 from .ruleset.evaluate import conditions
 from .ruleset.format.diagnostics import Diagnostics, did_you_mean
-from .timeline import Telemetry, build, context_columns, fresh_column
+from .timeline import build, context_columns, fresh_column
 
 #: the most grid points one sweep evaluates (a typo in a step must not start a night's work)
 MAX_POINTS = 400
@@ -337,15 +337,12 @@ def _evaluate(cohort: LabelledCohort, point_packs: list[list], *, workers: int,
     full = Cohort.of(ing.index.patient_ids, pats)
     index = ing.index.recode(full.ids)
     ts, x = arrays(ing.clean)
-    patient_rows = index.offsets[np.searchsorted(index.patient, np.arange(full.size + 1))]
+    patient_rows = patient_row_bounds(index, full.size)
     found: list[list] = [[] for _ in point_packs]
     for a, b in chunks(patient_rows, CHUNK_ROWS):
-        r0, r1 = int(patient_rows[a]), int(patient_rows[b])
-        sub = index.patients(a, b)
-        tel = Telemetry(ts[r0:r1], x[r0:r1], sub)
-        part = full.slice(a, b)
+        tel, part = chunk_of(ts, x, index, full, patient_rows, a, b)
         t = time.perf_counter()
-        det = detect_arrays(tel.ts, tel.x, sub, union)
+        det = detect_arrays(tel.ts, tel.x, tel.index, union)
         spent["detect"] += time.perf_counter() - t
         t = time.perf_counter()
         # one timeline per distinct key, built from the first point that has it
