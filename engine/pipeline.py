@@ -77,6 +77,13 @@ class Result:
     #: alerts hidden by the hygiene stage, by kind (:class:`engine.hygiene.HygieneReport`);
     #: None when hygiene is off
     hygiene: "HygieneReport | None" = None
+    #: how a streamed run read its file (its chunks, and 'in file order' or 'ordered by
+    #: DuckDB first'); None
+    #: when the input was read whole (:mod:`engine.stream`)
+    streamed: str | None = None
+    #: the risk grid times scored, when ``risk`` keeps only each patient's latest (a streamed
+    #: run); None otherwise
+    risk_points: int | None = None
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -138,8 +145,8 @@ class Engine:
               now: dt.datetime | None = None, as_of: dt.datetime | None = None,
               columns: dict[str, str] | None = None, metric: str | None = None,
               unit: str | None = None, programme: str | None = None,
-              progress: Callable[[str], None] | None = None, silences: Sequence = ()
-              ) -> Result:
+              progress: Callable[[str], None] | None = None, silences: Sequence = (),
+              memory_limit: int | None = None) -> Result:
         """Run every stage. ``telemetry`` and ``patients`` are paths or frames.
 
         ``as_of`` is the time the queue is drawn up for: rules are evaluated up to it, so a device
@@ -148,7 +155,19 @@ class Engine:
         the reference for refusing future timestamps. ``columns``, ``metric`` and ``unit`` adapt
         an export to the contract (see :func:`engine.ingest.ingest`); ``programme`` enrols
         every patient without a patients table in one programme (e.g. a CGM export: diabetes).
+
+        A Parquet file whose in-memory run would need more than ``memory_limit`` bytes
+        (default: a quarter of the machine's memory) is streamed in chunks of whole patients
+        (:mod:`engine.stream`): the same queue, quarantine and accounting in bounded memory.
         """
+        from . import stream
+
+        how = stream.plan(telemetry, memory_limit)
+        if how.streams:
+            return stream.score(self, telemetry, patients, chunk_rows=how.chunk_rows,
+                                memory_limit=how.limit, tz=tz, now=now, as_of=as_of,
+                                columns=columns, metric=metric, unit=unit, programme=programme,
+                                silences=silences, progress=progress)
         if progress:
             progress("ingest")
         inputs = load_inputs(telemetry, patients, tz=tz, now=now, columns=columns,
@@ -349,6 +368,8 @@ class Slice:
     earliest: dt.datetime | None = None
     #: the slice's patients with clean telemetry
     patient_ids: pl.Series | None = None
+    #: risk grid times scored (set when the risk frame is cut to each patient's latest)
+    risk_points: int = 0
 
 
 def score_slice(engine: Engine, raw: pl.DataFrame, patients: pl.DataFrame | None, *,
@@ -394,6 +415,37 @@ def score_slice(engine: Engine, raw: pl.DataFrame, patients: pl.DataFrame | None
     if clean.height or (patients is not None and patients.height):
         out.evaluation = engine.evaluate(clean, index, patients, until=until, timings=timings)
     return out
+
+
+def result_of_slices(engine: Engine, slices: Sequence[Slice], patients: pl.DataFrame | None,
+                     until: dt.datetime, source: str, *, silences: Sequence = (),
+                     progress: Callable[[str], None] | None = None,
+                     timings: dict[str, float] | None = None) -> Result:
+    """The run's :class:`Result` from the :func:`score_slice` results of slices of whole
+    patients covering the input: their evaluations merged (:func:`merge_evaluations`), their
+    quarantines in row order, their accounting summed, then ranked (:meth:`Engine.rank`).
+    ``Result.clean`` is empty: the slices' telemetry stayed where they were scored. Each
+    stage's time is the sum over the slices; ``timings`` adds the caller's own."""
+    from .episodes import combine_pending
+    from .ingest import QUARANTINE_SCHEMA
+    from .schema import TELEMETRY_SCHEMA
+
+    spent: dict[str, float] = {}
+    for s in slices:
+        for k, v in s.timings.items():
+            spent[k] = spent.get(k, 0.0) + v
+    spent.update(timings or {})
+    ev = merge_evaluations([s.evaluation for s in slices if s.evaluation is not None], patients)
+    quarantine = [s.quarantine for s in slices if s.quarantine.height]
+    quarantine = (pl.concat(quarantine).sort("row") if quarantine
+                  else pl.DataFrame(schema=QUARANTINE_SCHEMA))
+    q, cleaned = engine.rank(ev, patients, until=until, timings=spent, progress=progress,
+                             silences=silences)
+    return Result(clean=pl.DataFrame(schema=TELEMETRY_SCHEMA), quarantine=quarantine,
+                  report=merge_reports([s.report for s in slices], source), patients=patients,
+                  episodes=ev.episodes, queue=q, timings=spent, as_of=until,
+                  pending=combine_pending(ev.pending, patients), risk=ev.risk,
+                  features=ev.features, hygiene=cleaned)
 
 
 def merge_reports(reports: Sequence[Reconciliation], source: str) -> Reconciliation:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -102,6 +103,10 @@ def score(
     master: Annotated[str, typer.Option(
         "--master", help="With --engine spark: the Spark master, e.g. local[2] (this machine, "
         "two executors) or spark://host:7077.")] = "local[2]",
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", help="Most memory the run may use, e.g. 4GiB or 30% (default: a "
+        "quarter of this machine's). A Parquet file needing more is streamed in chunks of "
+        "whole patients: the same queue, in bounded memory.")] = None,
     partitions: Annotated[Optional[int], typer.Option(
         "--partitions", min=1, help="With --engine spark: slices of whole patients (default: "
         "the cluster's parallelism).")] = None,
@@ -134,11 +139,24 @@ def score(
                          "runs read its history back on one machine. Write the queue with "
                          "--out (and load it where the team works), or score without --engine "
                          "spark.")
+    from .. import stream
+
+    how = stream.plan(telemetry, stream.parse_memory(memory_limit) if memory_limit else None) \
+        if engine_kind == "local" else None
+    if how is not None and how.streams and store is not None:
+        raise InputError(
+            f"this file ({how.rows:,} rows) needs more memory than --memory-limit allows "
+            f"({how.limit / (1 << 20):,.0f} MB), and a store's run holds its input in memory "
+            "to keep the readings for the next run. A store takes daily batches (each run "
+            "adds what is new); score a history this large with --out, or raise "
+            "--memory-limit.", path=str(telemetry))
     q_path = quarantine_path(out) if out is not None else None
     check_outputs([p for p in (out, q_path, store) if p is not None],
                   inputs=[telemetry, patients])
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    bars = (BarColumn(), MofNCompleteColumn(), TextColumn("rows")) \
+        if how is not None and how.streams else ()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), *bars,
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task(STAGES["ingest"], total=None)
         if engine_kind == "spark":
             from ..distributed import spark
@@ -153,6 +171,35 @@ def score(
                 metric=metric, unit=unit, programme=programme,
                 silences=load_silences(silences) if hygiene_cfg and silences else [],
                 progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
+        elif how.streams:
+            if not is_cached():
+                say("compiling the kernels (first run after install; later runs load them "
+                    "from the on-disk cache)…", err=True)
+            warmup_ingest()
+            engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                       model=None if model == "none" else model,
+                                       lang=lang, hygiene=hygiene_cfg)
+            warmup(engine.ruleset)
+            bar.update(task, total=2 * how.rows if as_of_dt is None else how.rows)
+            done = {"patients": 0}
+
+            def advance(phase, rows, patients):
+                if phase == "restart":      # the file is being ordered: its rows come again
+                    bar.update(task, completed=0)
+                    done["patients"] = 0
+                    return
+                done["patients"] += patients if phase == "score" else 0
+                bar.update(task, advance=rows, description=(
+                    f"{'checking' if phase == 'ingest' else 'scoring'} whole patients: "
+                    f"{done['patients']:,} scored"))
+
+            result = stream.score(
+                engine, telemetry, patients, chunk_rows=how.chunk_rows, memory_limit=how.limit,
+                tz=tz, as_of=as_of_dt, columns=renames, metric=metric, unit=unit,
+                programme=programme,
+                silences=load_silences(silences) if hygiene_cfg and silences else [],
+                progress=lambda s: bar.update(task, description=STAGES.get(s, s)),
+                on_chunk=advance)
         else:
             # reading the telemetry (polars and numba, mostly off the GIL) overlaps loading the
             # packs and the pipeline's compiled kernels
@@ -321,6 +368,8 @@ def _render(result, out: Path | None, q_path: Path | None, seconds: float, top: 
         waiting = result.pending["patient_id"].n_unique()
         say(f"pending  {result.pending.height:,} rules hold for {waiting:,} patients without "
             "having fired yet (a for:, a confirmation or a cooldown to come)")
+    if result.streamed is not None:
+        say(f"read     streamed {result.streamed}")
     if out is not None:
         say(f"written  {out} ({result.queue.height:,} alerts); quarantine {q_path} "
             f"({result.quarantine.height:,} rows)")
@@ -360,7 +409,8 @@ def engine_model_line(result) -> str:
     open_q = result.queue.filter(result.queue["status"] == "open")
     high = int((risk.group_by("patient_id").agg(pl.col("risk").last().alias("r"))["r"] >= 0.2)
                .sum()) if risk.height else 0
-    return (f"{risk.height:,} grid times scored (every 4 h per patient); {high:,} "
+    points = risk.height if result.risk_points is None else result.risk_points
+    return (f"{points:,} grid times scored (every 4 h per patient); {high:,} "
             f"patient{'s' if high != 1 else ''} at 20 % or more now; open alerts ranked by risk "
             "within each severity "
             f"({open_q['risk'].is_not_null().sum():,} of {open_q.height:,} with a risk)")

@@ -169,33 +169,10 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
     finally:
         if own:
             spark.stop()
-    return _result(engine, slices, pats, until, name, time.perf_counter() - started,
-                   silences=silences, progress=progress)
+    from ..pipeline import result_of_slices
 
-
-def _result(engine, slices, pats, until, name, seconds, *, silences, progress):
-    """The run's :class:`engine.Result` from its slices, ranked on the driver."""
-    from ..episodes import combine_pending
-    from ..ingest import QUARANTINE_SCHEMA
-    from ..pipeline import Result, merge_evaluations
-    from ..schema import TELEMETRY_SCHEMA
-
-    timings: dict[str, float] = {}
-    for s in slices:
-        for k, v in s.timings.items():
-            timings[k] = timings.get(k, 0.0) + v
-    ev = merge_evaluations([s.evaluation for s in slices if s.evaluation is not None], pats)
-    quarantine = [s.quarantine for s in slices if s.quarantine.height]
-    quarantine = (pl.concat(quarantine).sort("row") if quarantine
-                  else pl.DataFrame(schema=QUARANTINE_SCHEMA))
-    timings["spark"] = seconds
-    q, cleaned = engine.rank(ev, pats, until=until, timings=timings, progress=progress,
-                             silences=silences)
-    return Result(clean=pl.DataFrame(schema=TELEMETRY_SCHEMA), quarantine=quarantine,
-                  report=_merge_reports([s.report for s in slices], name), patients=pats,
-                  episodes=ev.episodes, queue=q, timings=timings, as_of=until,
-                  pending=combine_pending(ev.pending, pats), risk=ev.risk,
-                  features=ev.features, hygiene=cleaned)
+    return result_of_slices(engine, slices, pats, until, name, silences=silences,
+                            progress=progress, timings={"spark": time.perf_counter() - started})
 
 
 def _merge_reports(reports, name):
