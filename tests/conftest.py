@@ -15,6 +15,7 @@ import pytest
 
 #: the longest tests (each more than a minute on a 2-core machine), started first
 FIRST = (
+    "tests/test_spark.py::",
     "tests/test_store_kill.py::",
     "tests/test_detectors_framework.py::test_kernels_are_cached_outside_the_package",
 )

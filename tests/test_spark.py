@@ -1,8 +1,8 @@
 """veille on Spark (engine/distributed/spark.py) gives the single-machine run's results: the
 same alerts (same ids, every column), risks, quarantine and row accounting, on a local Spark
 with two executors; and a veille error raised in a worker reaches the user as veille's own
-message. The whole sample cohort is the slow test; the default suite runs a few of its patients
-with every kind of row ingest judges across the input."""
+message. The whole sample cohort on local[2], and a few of its patients with every kind of row
+ingest judges across the input."""
 from __future__ import annotations
 
 import datetime as dt
@@ -47,7 +47,7 @@ def assert_same_run(local, distributed):
     assert local.as_of == distributed.as_of
 
 
-@pytest.mark.slow          # about 2 minutes on a 2-core machine: `pytest -m slow tests/test_spark.py`
+# about 80 s on a 2-core machine, in the default suite (CI): the sample, on two executors
 def test_the_sample_on_two_executors_gives_the_single_machine_run(session, engine):
     telemetry, patients = sample_cohort()
     t = time.perf_counter()
