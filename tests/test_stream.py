@@ -159,7 +159,7 @@ def test_a_memory_limit_that_is_not_a_size_is_refused(text):
 def test_the_plan_streams_only_what_does_not_fit():
     telemetry, _ = sample_cohort()
     assert not stream.plan(telemetry, 8 << 30).streams               # 540 k rows fit
-    small = stream.plan(telemetry, 800 << 20)
+    small = stream.plan(telemetry, 900 << 20)
     assert small.streams and small.chunk_rows <= stream.MAX_CHUNK_ROWS
     assert not stream.plan(telemetry.with_suffix(".csv"), 1 << 30).streams   # read whole
     with pytest.raises(InputError, match="below what streaming needs"):
@@ -174,7 +174,7 @@ def test_veille_score_with_a_memory_limit_streams_and_writes_the_same_files(tmp_
     whole = runner.invoke(app, args + ["--out", str(tmp_path / "whole.parquet")])
     assert whole.exit_code == 0, whole.output
     streamed = runner.invoke(app, args + ["--out", str(tmp_path / "streamed.parquet"),
-                                          "--memory-limit", "800MiB"])
+                                          "--memory-limit", "900MiB"])
     assert streamed.exit_code == 0, streamed.output
     assert "streamed in chunks of about" in streamed.output
     assert "streamed" not in whole.output
@@ -187,6 +187,6 @@ def test_a_store_with_a_file_larger_than_the_limit_is_refused_with_the_way_out(t
     telemetry, patients = sample_cohort()
     res = CliRunner().invoke(app, ["score", str(telemetry), "--patients", str(patients),
                                    "--store", str(tmp_path / "q.duckdb"),
-                                   "--memory-limit", "800MiB"])
+                                   "--memory-limit", "900MiB"])
     assert res.exit_code == 2
     assert "daily batches" in res.output and not (tmp_path / "q.duckdb").exists()
