@@ -4,8 +4,11 @@ A test gives alerts (as the episodes stage would), silences, snoozes and patient
 :func:`engine.queue.build_queue` then :func:`engine.hygiene.apply` as of a time, and checks
 what the team would see::
 
-    rules: ../../rules                 # optional: the packs whose inhibit: rules apply, and
-                                       # whose rules give an alert's pack, severity and labels
+    rules: bundled                     # optional: the packs whose inhibit: rules apply, and
+                                       # whose rules give an alert's pack, severity and labels:
+                                       # `bundled` (shipped with veille), or files or folders
+                                       # inside this file's folder (a path leading outside it
+                                       # is refused); `--rules PATH` replaces it
     config: {working_hours: "08:00-18:00", working_days: mon-fri, time_zone: Europe/Paris,
              flap: 3/72h}              # optional: veille score's defaults
     tests:
@@ -210,20 +213,48 @@ def _matcher(rule_id: str):
     return AlertMatcher(rules=frozenset([rule_id]))
 
 
-def run_file(path: Path, report: QueueTestReport) -> None:
+def _rule_paths(raw, src: Source, path: Path, diags: Diagnostics) -> list[Path]:
+    """The packs a test file's ``rules:`` names: files or folders inside the file's own folder
+    (relative to it; links followed, and they must stay inside too), or ``bundled`` (the packs
+    shipped with veille). A path leading outside the folder is refused, not read."""
+    from .paths import bundled
+    from .ruleset.ruleset import inside
+
+    out = []
+    for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+        line, col = src.pos(("rules", i) if isinstance(raw, list) else ("rules",))
+        if not isinstance(item, str) or not item.strip():
+            diags.add(src.label, line, col, "'rules' must name a pack file or folder, or list "
+                      "them.", "E.g. 'rules: bundled' (the packs shipped with veille).")
+        elif item == "bundled":
+            out.append(bundled("rules"))
+        elif inside(path.parent / item, path.parent) is None:
+            diags.add(src.label, line, col, f"rules {item!r} leads outside the folder of the "
+                      f"test file ({path.parent}); nothing was read from it.",
+                      "Name packs inside that folder, 'bundled' for the packs shipped with "
+                      "veille, or give them on the command line (veille queue test FILE "
+                      "--rules PATH).")
+        else:
+            out.append(path.parent / item)
+    return out
+
+
+def run_file(path: Path, report: QueueTestReport, ruleset=None) -> None:
     """Run the tests of one file into ``report``; InputError (every mistake, located) when
-    the file itself is wrong."""
+    the file itself is wrong. ``ruleset`` (packs given on the command line) replaces the
+    file's own ``rules:``."""
     diags = Diagnostics()
     src = read_source(path, diags)
     if src is not None:
         data = src.data if isinstance(src.data, dict) else {}
         _unknown_keys(data, ("rules", "config", "tests"), src, (), "a queue test file", diags)
-        ruleset = None
-        if data.get("rules"):
+        if ruleset is None and data.get("rules") is not None:
             from .ruleset import load_rules
 
-            ruleset = load_rules([path.parent / p for p in (
-                data["rules"] if isinstance(data["rules"], list) else [data["rules"]])])
+            paths = _rule_paths(data["rules"], src, path, diags)
+            if diags:       # a refused reference: nothing is run without the packs it names
+                _raise(diags)
+            ruleset = load_rules(paths)
         rules = {r.id: r for p in (ruleset.packs if ruleset else ()) for r in p.rules}
         config = _config(data.get("config"), src, diags)
         tests = data.get("tests")
@@ -235,14 +266,25 @@ def run_file(path: Path, report: QueueTestReport) -> None:
         for i, t in enumerate(tests):
             if isinstance(t, dict):
                 _run_one(t, src, ("tests", i), diags, rules, ruleset, config, report)
+    _raise(diags)
+
+
+def _raise(diags: Diagnostics) -> None:
     try:
         diags.raise_if_any("the queue test file")
     except RuleError as exc:
         raise InputError(str(exc)) from None
 
 
-def run_files(paths) -> QueueTestReport:
+def run_files(paths, rules=None) -> QueueTestReport:
+    """Run the tests of each file; ``rules`` (pack files or folders) replace the files' own
+    ``rules:``."""
+    ruleset = None
+    if rules:
+        from .ruleset import load_rules
+
+        ruleset = load_rules(list(rules))
     report = QueueTestReport()
     for p in paths:
-        run_file(Path(p), report)
+        run_file(Path(p), report, ruleset)
     return report

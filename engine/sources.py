@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
+from .parquet_checksums import verify as verify_page_checksums
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
             ".arrow": "ipc", ".ipc": "ipc", ".feather": "ipc"}
@@ -84,6 +85,7 @@ def _read(source, what: str) -> tuple[pl.DataFrame, Rejects]:
     rejects = Rejects()
     try:
         if kind == "parquet":
+            verify_page_checksums(path)     # the pages that carry a CRC (engine.parquet_checksums)
             df = pl.read_parquet(path)
         elif kind == "ipc":
             df = pl.read_ipc(path)
@@ -94,7 +96,8 @@ def _read(source, what: str) -> tuple[pl.DataFrame, Rejects]:
                 df = pl.read_csv(path, infer_schema=False, separator=sep)
             except (pl.exceptions.PolarsError, UnicodeDecodeError):
                 df, rejects = _read_csv_lines(path, sep)
-    except (pl.exceptions.PolarsError, OSError, ValueError, UnicodeDecodeError) as exc:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError,
+            UnicodeDecodeError) as exc:    # a panic: polars' reader on a damaged file
         raise InputError(f"cannot be read as {kind.upper()} ({_short(exc)}). Check that the "
                          "file is complete and that its extension matches its content.",
                          path=text) from None
@@ -111,7 +114,11 @@ def _header(path: Path, sep: str) -> list[str]:
     except UnicodeDecodeError:
         raise InputError("the header line is not UTF-8 text; save the export as UTF-8.",
                          path=str(path), row=0) from None
-    return next(csv.reader([line], delimiter=sep)) if line else []
+    try:
+        return next(csv.reader([line], delimiter=sep)) if line else []
+    except csv.Error:                        # a carriage return inside the line
+        raise InputError("the header line has a line break inside a field that is not "
+                         "quoted.", path=str(path), row=0) from None
 
 
 def _check_header(path: Path, sep: str) -> None:
@@ -143,7 +150,12 @@ def _read_csv_lines(path: Path, sep: str) -> tuple[pl.DataFrame, Rejects]:
                 rejects.rows.append(k)
                 rejects.details.append(f"not UTF-8 text (byte {exc.start + 1})")
                 continue
-            fields = next(csv.reader([line], delimiter=sep))
+            try:
+                fields = next(csv.reader([line], delimiter=sep))
+            except csv.Error:                # a carriage return inside the line
+                rejects.rows.append(k)
+                rejects.details.append("a line break inside a field that is not quoted")
+                continue
             if len(fields) != len(names):
                 rejects.rows.append(k)
                 rejects.details.append(f"{len(fields)} fields, the header has {len(names)}")

@@ -5,7 +5,11 @@
 versions and file hashes, the model's SHA-256, the engine version), every alert of the run
 inserted or updated by its stable ``alert_id``, an ``alert_events`` row for each change (an
 alert opened, resolved, or raised in severity) and the run's quarantined rows. A run that fails
-or is killed before the commit leaves the store as the previous run left it. The same
+or is killed before the commit leaves the store as the previous run left it. The commit goes
+to DuckDB's write-ahead log, then the run copies the log into the store file (a checkpoint):
+a disk that refuses the commit leaves the previous runs and says so; one that refuses only
+the checkpoint leaves the whole run in the log, which every open reads back and the next
+write copies in, and says that too (exit 2 either way). The same
 transaction keeps what the next run continues from (``readings``, ``rule_state``, ``episodes``:
 :mod:`engine.incremental`), so a store is scored batch after batch. A second process
 writing the same store at once is refused (DuckDB holds a lock on the file while a run writes).
@@ -27,6 +31,7 @@ queue list``; a snooze covers its patient and rule only (snoozing "glucose high"
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -107,6 +112,20 @@ order by reraised_at is null, priority
 """
 
 _LOCK = re.compile(r"PID (\d+)")
+#: what DuckDB says when the disk refuses a write (the file it was writing, then the reason)
+_DISK = re.compile(r'(?:Could not write (?:to )?file "(?P<file>[^"]+)"\s*:\s*)?'
+                   r'(?P<why>No space left on device|File too large|Disk quota exceeded)')
+
+
+def _disk_refused(exc: BaseException) -> str | None:
+    """The words for a write the disk refused (``the disk refused a write to q.duckdb.wal (No
+    space left on device: …)``), or None when ``exc`` is another error."""
+    m = _DISK.search(str(exc))
+    if m is None:
+        return None
+    target = f" to {Path(m['file']).name}" if m["file"] else ""
+    return (f"the disk refused a write{target} ({m['why']}: the disk is full, or a quota or "
+            "file-size limit was reached)")
 
 
 class _Connection:
@@ -161,12 +180,28 @@ def _connect(path: Path, read_only: bool = False) -> _Connection:
             who = f" (process {pid.group(1)})" if pid else ""
             raise OutputError(f"{path}: another veille run is writing this store{who}; "
                               "nothing was written. Run again once it has finished.") from None
+        disk = _disk_refused(exc)
+        if disk:
+            raise OutputError(f"{path}: cannot be opened as a queue store: {disk}; nothing "
+                              "was written. Free some space and run again.") from None
         raise OutputError(f"{path}: cannot be opened as a queue store ({text}).") from None
     except duckdb.Error as exc:
         raise OutputError(f"{path}: cannot be opened as a queue store ({exc}).") from None
     finally:
         if old is not None:
             os.umask(old)
+
+
+@contextlib.contextmanager
+def _owner_only():
+    """While a store is written, files are created owner-only: DuckDB creates the store's
+    write-ahead log (``.wal``) at a commit and removes it at the checkpoint, with the process's
+    umask, and it holds patients' alerts (it stays when the disk refuses the checkpoint)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _check_schema(con, path: Path, *, written: bool = False) -> None:
@@ -231,6 +266,7 @@ def _reraise(con, as_of: dt.datetime, after: dt.timedelta, severities) -> list:
     return [(a, "re-raised", f"unacknowledged for {after} or more") for a in due]
 
 
+@_owner_only()
 def write_run(path: str | Path, result, *, engine=None, input_path=None,
               started_at: dt.datetime | None = None,
               reraise_after: dt.timedelta | None = None, reraise=("high",),
@@ -249,7 +285,11 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     con = _connect(path)
+    committed = None
     try:
+        # a run an earlier checkpoint left in the write-ahead log goes into the store file
+        # first: on a disk still full this fails here, before anything of this run is written
+        con.run("checkpoint")
         _begin_write(con, path)
         if history is not None:
             last = con.one("select max(run_id) from runs")[0]
@@ -339,8 +379,25 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
                     "where false")
         con.run("insert into quarantine by name select * from quar")
         con.run("commit")
-        return int(run_id)
+        committed = int(run_id)
+        # the commit is in the write-ahead log (durable); copy it into the store file now, so
+        # that a disk that refuses it is said, not left to the silent checkpoint of close()
+        con.run("checkpoint")
+        return committed
     except BaseException as exc:
+        if committed is not None:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            import duckdb
+
+            if not isinstance(exc, duckdb.Error):
+                raise
+            why = _disk_refused(exc) or f"the checkpoint failed ({exc})"
+            raise OutputError(
+                f"{path}: run {committed} is recorded, but {why} while it was copied from the "
+                f"store's write-ahead log ({path.name}.wal) into the store file. The store "
+                "opens with it (the log is read back); free some space: the next write to "
+                "the store completes the copy.") from None
         try:
             con.run("rollback")
         except Exception:  # noqa: BLE001 - no transaction open: nothing to undo
@@ -355,6 +412,11 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
         import duckdb
 
         if isinstance(exc, duckdb.Error):
+            disk = _disk_refused(exc)
+            if disk:
+                raise OutputError(f"{path}: the run could not be recorded: {disk}; nothing "
+                                  "was written, the store is as the previous run left it. "
+                                  "Free some space and run again.") from None
             raise OutputError(f"{path}: the run could not be recorded ({exc}); the store is "
                               "as the previous run left it.") from None
         raise
@@ -582,6 +644,7 @@ def store_silences(path: str | Path, now: dt.datetime | None = None) -> list:
         con.close()
 
 
+@_owner_only()
 def add_silence(path: str | Path, *, by: str, reason: str, ends_at: dt.datetime,
                 starts_at: dt.datetime | None = None, patients=None, rules=None, packs=None,
                 severity=None, labels: dict | None = None,
@@ -632,6 +695,7 @@ def add_silence(path: str | Path, *, by: str, reason: str, ends_at: dt.datetime,
     return sid
 
 
+@_owner_only()
 def expire_silence(path: str | Path, silence_id: str, *, by: str,
                    note: str | None = None, now: dt.datetime | None = None) -> None:
     """End a silence now (recorded with who and why)."""
@@ -679,6 +743,7 @@ def list_silences(path: str | Path, *, every: bool = False,
         con.close()
 
 
+@_owner_only()
 def act(path: str | Path, alert_id: str, action: str, *, by: str, note: str | None = None,
         until: dt.datetime | None = None, now: dt.datetime | None = None) -> dict:
     """A nurse's action on an alert: ``ack``, ``snooze`` (until a later time) or ``resolve``

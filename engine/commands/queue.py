@@ -153,12 +153,15 @@ def silence_expire(silence_id: str, store: Annotated[Path, _STORE], by: Annotate
 
 @app.command("test")
 @friendly_errors
-def test(paths: list[Path]) -> None:
+def test(paths: list[Path],
+         rules: Annotated[list[Path], typer.Option(
+             "--rules", help="Rule pack file or folder (repeatable), instead of the files' own "
+                             "'rules:'.")] = []) -> None:
     """Run queue-level tests written as data (grouping, inhibition, silences, snoozes, flap
     detection, working hours); exit 1 on a failure."""
     from ..queuetest import run_files
 
-    report = run_files(paths)
+    report = run_files(paths, rules)
     for line in report.lines():
         say(line)
     if report.failed:

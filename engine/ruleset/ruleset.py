@@ -22,9 +22,21 @@ def _default_scores() -> dict:
     return SCORES
 
 
+def inside(path: Path, folder: Path) -> Path | None:
+    """Where ``path`` leads once every link is followed, when that is inside ``folder`` (links
+    followed too); None when it leads outside (or the links loop)."""
+    try:
+        target, root = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):          # a link loop (RuntimeError before Python 3.13)
+        return None
+    return target if target.is_relative_to(root) else None
+
+
 def pack_files(paths: Sequence[str | Path], diags: Diagnostics) -> list[Path]:
     """Files named by ``paths``: a file as is, a directory's ``*.yaml`` / ``*.yml`` (not its
-    subfolders, so ``rules/sites/`` is never read as packs)."""
+    subfolders, so ``rules/sites/`` is never read as packs). A folder's file that is a link
+    leading outside the folder is refused, not read: what a folder gives is in it (a file
+    named on its own is read where it leads)."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -32,7 +44,17 @@ def pack_files(paths: Sequence[str | Path], diags: Diagnostics) -> list[Path]:
             found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
             if not found:
                 diags.add(str(p), 0, 0, "no rule pack (*.yaml) in this folder.")
-            out.extend(found)
+            for f in found:
+                if inside(f, p) is not None:
+                    out.append(f)
+                    continue
+                try:
+                    where = f"leads outside the folder {p} (to {f.resolve()})"
+                except (OSError, RuntimeError):
+                    where = "leads nowhere (a loop of links)"
+                diags.add(str(f), 0, 0, f"is a link that {where}; nothing was read from it.",
+                          "A folder's rule files must be in it: copy the file into the "
+                          "folder, or give the file by its own path.")
         elif p.exists():
             out.append(p)
         else:

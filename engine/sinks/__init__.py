@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import Interrupted, OutputError
+from ..parquet_checksums import write_options
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
            ".duckdb": "duckdb", ".fhir.json": "fhir"}
@@ -296,7 +297,8 @@ def _write_temp(frame: pl.DataFrame, path: Path) -> str:
     try:
         fmt = output_format(path)
         if fmt == "parquet":
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
+            # a CRC in every page, checked when veille reads it (engine.parquet_checksums)
+            frame.write_parquet(tmp, compression="zstd", statistics=True, **write_options())
         elif fmt == "jsonl":
             _write_jsonl(frame, tmp)
         elif fmt == "fhir":

@@ -16,11 +16,13 @@ import polars as pl
 
 from .. import __version__
 from ..errors import InputError, OutputError
+from ..parquet_checksums import verify, write_options
 from .generate import Cohort, _check_programmes, generate_cohort, start_us
 from .variant import Variant, resolve_variant
 
-#: fixed writer settings: with them the bytes depend only on the data (and the polars version,
-#: which the file's ``created_by`` names); no wall-clock time is written anywhere
+#: fixed writer settings: with them the bytes depend only on the data (and the pyarrow version,
+#: which the file's ``created_by`` names); no wall-clock time is written anywhere. Each page
+#: carries its CRC (:func:`engine.parquet_checksums.write_options`)
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=9, statistics=True,
                        row_group_size=500_000)
 
@@ -41,7 +43,7 @@ def write_frames(cohort: Cohort, out_dir: str | os.PathLike) -> dict[str, Path]:
         for name in FILES:
             path = out / f"{name}.parquet"
             part = out / f".{name}.parquet.part"
-            getattr(cohort, name).write_parquet(part, **PARQUET_OPTIONS)
+            getattr(cohort, name).write_parquet(part, **PARQUET_OPTIONS, **write_options())
             os.replace(part, path)
             paths[name] = path
     except OSError as exc:
@@ -138,6 +140,8 @@ def read_cohort(out_dir: str | os.PathLike) -> Cohort:
     missing = [f"{name}.parquet" for name in FILES if not (out / f"{name}.parquet").is_file()]
     if missing:
         raise InputError(f"no cohort here: {', '.join(missing)} missing", path=str(out))
+    for name in FILES:
+        verify(out / f"{name}.parquet")     # each page's CRC (a file written by veille has them)
     return Cohort(*(pl.read_parquet(out / f"{name}.parquet") for name in FILES))
 
 

@@ -39,6 +39,25 @@ def test_a_latin1_line_and_a_ragged_line_are_quarantined_alone(tmp_path):
     assert res.clean["patient_id"].to_list() == ["P1", "P1", "P2"]
 
 
+def test_a_carriage_return_inside_a_line_is_quarantined_alone(tmp_path):
+    # found by the atheris fuzz (tests/faults/atheris_fuzz.py): the line reader raised
+    # csv.Error, a traceback; the unterminated quote sends the file to the line reader
+    lines = [GOOD[0], b"P1,2026-01-05\r09:00Z,weight,80\n", GOOD[1], b'P2,x,spo2,"9\n']
+    res = ingest(_write(tmp_path, lines), now=NOW)
+    assert res.report.balanced and res.report.rows_used == 2
+    q = res.quarantine.sort("row")
+    assert q["row"].to_list() == [2, 4]
+    assert q["reason"].to_list() == ["malformed_row", "unparseable_timestamp"]
+    assert "line break inside a field" in q["detail"][0]
+
+
+def test_a_carriage_return_inside_the_header_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"patient_id,ts,metric,\rvalue\n" + GOOD[0])
+    with pytest.raises(InputError, match="header line has a line break inside a field"):
+        ingest(str(path), now=NOW)
+
+
 def test_a_clean_csv_is_read_as_before(tmp_path):
     res = ingest(_write(tmp_path, GOOD), now=NOW)
     assert res.report.rows_in == 4 and res.report.rows_used == 3
