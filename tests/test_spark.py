@@ -18,6 +18,7 @@ from engine.distributed import spark as S
 from engine.errors import InputError
 from engine.paths import sample_cohort
 from engine.pipeline import Engine
+from tests.judged import judged_rows, sample_patients
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
@@ -67,22 +68,11 @@ def dirty(tmp_path_factory):
     """A few sample patients with what ingest must judge across rows: ids spelt with spaces,
     exact duplicates in another unit, conflicting duplicates, a patient the table does not
     list, unparseable and future readings; and patients enrolled without any telemetry."""
-    telemetry, patients = sample_cohort()
-    pats = pl.read_parquet(patients)
-    keep = pats["patient_id"].head(8)
-    tel = (pl.read_parquet(telemetry).filter(pl.col("patient_id").is_in(keep.implode()))
-           .with_columns(pl.col("value").cast(pl.String)))
-    first = tel.filter(pl.col("metric") == "weight").row(0, named=True)
-    bad = pl.DataFrame([
-        {**first, "patient_id": f" {first['patient_id']} "},                   # same patient
-        {**first, "value": str(round(float(first["value"]) / 0.45359237, 4)), "unit": "lb"},
-        {**first, "ts": first["ts"] + dt.timedelta(hours=1), "value": "70.0"},
-        {**first, "ts": first["ts"] + dt.timedelta(hours=1), "value": "71.0"},
-        {**first, "patient_id": "NOBODY"},
-        {**first, "value": "abc"},
-        {**first, "ts": NOW + dt.timedelta(days=3)},
-        {**first, "patient_id": None},
-    ], schema=tel.schema)
+    tel, pats = sample_patients(8)
+    bad = judged_rows(tel, NOW)
+    first = bad.row(0, named=True)
+    bad = pl.concat([bad, pl.DataFrame([{**first, "patient_id": "NOBODY"},
+                                        {**first, "patient_id": None}], schema=tel.schema)])
     mixed = pl.concat([tel.head(5000), bad, tel.slice(5000)])
     folder = tmp_path_factory.mktemp("dirty")
     mixed.write_parquet(folder / "telemetry.parquet")

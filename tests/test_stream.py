@@ -18,6 +18,7 @@ from engine import stream
 from engine.errors import InputError
 from engine.paths import sample_cohort
 from engine.pipeline import Engine
+from tests.judged import judged_rows, sample_patients
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
@@ -66,20 +67,9 @@ def dirty(tmp_path_factory):
     """Twelve sample patients with what ingest judges across rows (ids spelt with spaces,
     duplicates in another unit, conflicting duplicates, a patient the table does not list,
     unparseable, future and id-less rows), written twice: in patient order, and shuffled."""
-    telemetry, patients = sample_cohort()
-    pats = pl.read_parquet(patients)
-    keep = pats["patient_id"].head(12)
-    tel = (pl.read_parquet(telemetry).filter(pl.col("patient_id").is_in(keep.implode()))
-           .with_columns(pl.col("value").cast(pl.String)))
+    tel, pats = sample_patients(12)
+    bad = judged_rows(tel, NOW)
     first = tel.filter(pl.col("metric") == "weight").row(0, named=True)
-    bad = pl.DataFrame([
-        {**first, "patient_id": f" {first['patient_id']} "},
-        {**first, "value": str(round(float(first["value"]) / 0.45359237, 4)), "unit": "lb"},
-        {**first, "ts": first["ts"] + dt.timedelta(hours=1), "value": "70.0"},
-        {**first, "ts": first["ts"] + dt.timedelta(hours=1), "value": "71.0"},
-        {**first, "value": "abc"},
-        {**first, "ts": NOW + dt.timedelta(days=3)},
-    ], schema=tel.schema)
     nobody = pl.DataFrame([{**first, "patient_id": "ZZ-NOBODY"}], schema=tel.schema)
     at = tel["patient_id"].search_sorted(first["patient_id"], "right")
     ordered = pl.concat([tel.head(at - 40), bad, tel.slice(at - 40), nobody])
