@@ -52,6 +52,19 @@ def _varint(b, i: int) -> tuple[int, int]:
     raise _Unwalkable("a varint longer than 10 bytes")
 
 
+def _list_header(b, i: int) -> tuple[int, int, int]:
+    """A list's (or set's) length, its elements' kind, and where its first element starts;
+    a length no file of this size can hold is unwalkable."""
+    head = b[i]
+    i += 1
+    n, elem = head >> 4, head & 0x0F
+    if n == 15:
+        n, i = _varint(b, i)
+    if n > len(b) - i:
+        raise _Unwalkable("a list longer than the file")
+    return n, elem, i
+
+
 def _skip(b, i: int, kind: int, depth: int, *, in_list: bool = False) -> int:
     """The position after a Thrift compact value of type ``kind`` starting at ``i``."""
     if depth > _MAX_DEPTH:
@@ -68,13 +81,7 @@ def _skip(b, i: int, kind: int, depth: int, *, in_list: bool = False) -> int:
         n, i = _varint(b, i)
         return i + n
     if kind in (9, 10):                     # list, set: every element takes a byte or more
-        head = b[i]
-        i += 1
-        n, elem = head >> 4, head & 0x0F
-        if n == 15:
-            n, i = _varint(b, i)
-        if n > len(b) - i:
-            raise _Unwalkable("a list longer than the file")
+        n, elem, i = _list_header(b, i)
         for _ in range(n):
             i = _skip(b, i, elem, depth + 1, in_list=True)
         return i
@@ -135,13 +142,7 @@ def _list(element):
     def read(b, i: int, kind: int, depth: int):
         if kind != 9:
             raise _Unwalkable("not a list where one is expected")
-        head = b[i]
-        i += 1
-        n, elem = head >> 4, head & 0x0F
-        if n == 15:
-            n, i = _varint(b, i)
-        if n > len(b) - i:
-            raise _Unwalkable("a list longer than the file")
+        n, elem, i = _list_header(b, i)
         out = []
         for _ in range(n):
             value, i = element(b, i, elem, depth + 1)

@@ -448,6 +448,17 @@ def result_of_slices(engine: Engine, slices: Sequence[Slice], patients: pl.DataF
                   features=ev.features, hygiene=cleaned)
 
 
+class SlicesSummary:
+    """What :func:`require_usable` and :func:`check_as_of` read of a whole input, from
+    :func:`score_slice` results of slices of it: the accounting, and the slices' latest clean
+    readings as ``clean.ts`` (their maximum is the input's)."""
+
+    def __init__(self, slices: Sequence[Slice], source: str):
+        self.report = merge_reports([s.report for s in slices], source)
+        self.clean = pl.DataFrame({"ts": [s.latest for s in slices if s.latest is not None]},
+                                  schema={"ts": pl.Datetime("us", "UTC")})
+
+
 def merge_reports(reports: Sequence[Reconciliation], source: str) -> Reconciliation:
     """The row accounting of an input from that of slices of it holding disjoint patients."""
     total = Reconciliation(source=source, rows_in=0, rows_used=0, rows_quarantined=0,

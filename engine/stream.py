@@ -211,9 +211,8 @@ def _file_batches(path: str, batch_rows: int = BATCH_ROWS, schema: dict | None =
 
     try:
         verify(path)
-        groups = [g.num_rows for g in
-                  (pq.ParquetFile(path).metadata.row_group(i)
-                   for i in range(pq.ParquetFile(path).metadata.num_row_groups))]
+        meta = pq.ParquetFile(path).metadata
+        groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         scan = pl.scan_parquet(path)
         start = 0
         for rows in groups:
@@ -335,7 +334,7 @@ def score(engine: "Engine", telemetry, patients=None, *, chunk_rows: int,
 
 def _score(engine, telemetry, patients, *, chunk_rows, memory_limit, tz, now, as_of, columns,
            metric, unit, programme, silences, progress, on_chunk):
-    from .pipeline import (check_as_of, check_care_plan, merge_reports, nothing_before,
+    from .pipeline import (SlicesSummary, check_as_of, check_care_plan, nothing_before,
                            patients_input, programme_table, require_usable, result_of_slices,
                            score_slice)
 
@@ -414,7 +413,7 @@ def _score(engine, telemetry, patients, *, chunk_rows, memory_limit, tz, now, as
             first = run("ingest", lambda c: score_slice(
                 engine, c.raw, patients_of(c), now=now, until=None, rows=c.rows,
                 **slice_args))
-            summary = _Summary(first, path, merge_reports)
+            summary = SlicesSummary(first, path)
             require_usable(summary)
             until = summary.clean["ts"].max()
         if progress:
@@ -435,7 +434,7 @@ def _score(engine, telemetry, patients, *, chunk_rows, memory_limit, tz, now, as
                                 rows=pl.Series([], dtype=pl.Int64), **slice_args)
                 _slim(s)
                 slices.append(s)
-    summary = _Summary(slices, path, merge_reports)
+    summary = SlicesSummary(slices, path)
     require_usable(summary)
     if as_of is not None:
         until = check_as_of(as_of, summary, now)
@@ -496,13 +495,3 @@ def _slim(s: "Slice") -> None:
         s.risk_points = ev.risk.height
         ev.risk = ev.risk.group_by("patient_id", maintain_order=True).last()
     ev.features = None
-
-
-class _Summary:
-    """What :func:`engine.pipeline.require_usable` and ``check_as_of`` read of a whole input,
-    from its slices: the accounting, and the slices' latest clean readings as ``clean.ts``."""
-
-    def __init__(self, slices, path, merge_reports):
-        self.report = merge_reports([s.report for s in slices], path)
-        self.clean = pl.DataFrame({"ts": [s.latest for s in slices if s.latest is not None]},
-                                  schema={"ts": pl.Datetime("us", "UTC")})

@@ -34,7 +34,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 import polars as pl
@@ -113,8 +112,8 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
     :meth:`engine.Engine.score`'s.
     """
     from ..paths import bundled
-    from ..pipeline import Engine, check_as_of, check_care_plan, nothing_before, \
-        patients_input, programme_table, require_usable
+    from ..pipeline import Engine, SlicesSummary, check_as_of, check_care_plan, \
+        nothing_before, patients_input, programme_table, require_usable
 
     started = time.perf_counter()
     name = str(telemetry)
@@ -146,11 +145,7 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
             if progress:
                 progress("ingest")
             first = _run(frame, job, "ingest")
-            reports = [s.report for s in first]
-            summary = SimpleNamespace(
-                clean=pl.DataFrame({"ts": [s.latest for s in first if s.latest is not None]},
-                                   schema={"ts": pl.Datetime("us", "UTC")}),
-                report=_merge_reports(reports, name))
+            summary = SlicesSummary(first, name)
             require_usable(summary)
             until = check_as_of(as_of, summary, now) if as_of is not None \
                 else summary.clean["ts"].max()
@@ -173,12 +168,6 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
 
     return result_of_slices(engine, slices, pats, until, name, silences=silences,
                             progress=progress, timings={"spark": time.perf_counter() - started})
-
-
-def _merge_reports(reports, name):
-    from ..pipeline import merge_reports
-
-    return merge_reports(reports, name)
 
 
 def _parquet_schema(path: str) -> dict:
