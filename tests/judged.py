@@ -5,8 +5,24 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+from polars.testing import assert_frame_equal
 
 from engine.paths import sample_cohort
+
+
+def assert_same_results(whole, other, frames: tuple[str, ...]) -> None:
+    """``other`` (a run in slices or chunks) gave ``whole``'s frames named ``frames`` (both
+    None, or equal), its row accounting and its ``as_of``; a difference names the frame."""
+    for name in frames:
+        if getattr(whole, name) is None:                 # no risk without a model
+            assert getattr(other, name) is None, name
+            continue
+        try:
+            assert_frame_equal(getattr(whole, name), getattr(other, name))
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+    assert whole.report == other.report
+    assert whole.as_of == other.as_of
 
 
 def sample_patients(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:

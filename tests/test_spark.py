@@ -18,7 +18,7 @@ from engine.distributed import spark as S
 from engine.errors import InputError
 from engine.paths import sample_cohort
 from engine.pipeline import Engine
-from tests.judged import judged_rows, sample_patients
+from tests.judged import assert_same_results, judged_rows, sample_patients
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
@@ -36,16 +36,8 @@ def engine():
 
 
 def assert_same_run(local, distributed):
-    for name in ("queue", "episodes", "pending", "risk", "quarantine"):
-        if getattr(local, name) is None:                 # no risk without a model
-            assert getattr(distributed, name) is None
-            continue
-        try:
-            assert_frame_equal(getattr(local, name), getattr(distributed, name))
-        except AssertionError as exc:
-            raise AssertionError(f"{name}: {exc}") from None
-    assert local.report == distributed.report
-    assert local.as_of == distributed.as_of
+    assert_same_results(local, distributed, ("queue", "episodes", "pending", "risk",
+                                             "quarantine"))
 
 
 # about 80 s on a 2-core machine, in the default suite (CI): the sample, on two executors

@@ -18,7 +18,7 @@ from engine import stream
 from engine.errors import InputError
 from engine.paths import sample_cohort
 from engine.pipeline import Engine
-from tests.judged import judged_rows, sample_patients
+from tests.judged import assert_same_results, judged_rows, sample_patients
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
@@ -29,13 +29,7 @@ def engine():
 
 
 def assert_same_run(whole, streamed):
-    for name in ("queue", "episodes", "pending", "quarantine"):
-        try:
-            assert_frame_equal(getattr(whole, name), getattr(streamed, name))
-        except AssertionError as exc:
-            raise AssertionError(f"{name}: {exc}") from None
-    assert whole.report == streamed.report
-    assert whole.as_of == streamed.as_of
+    assert_same_results(whole, streamed, ("queue", "episodes", "pending", "quarantine"))
     if whole.risk is None:
         assert streamed.risk is None
     else:       # a streamed run keeps each patient's latest risk, and counts the grid
