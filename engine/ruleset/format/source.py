@@ -4,9 +4,26 @@ ruamel.yaml keeps the line and column of every key and value; :class:`Source` an
 ``rules[3].when``" and "where is character 12 of that expression", so every message can say
 ``file:line:col``. :func:`schema_diagnostics` turns pydantic's collected errors into messages in
 the house style, at the position of the offending key or value.
+
+ruamel.yaml's parser is pure Python: the bundled packs take it more than a second. So each
+file that parses is cached — its data and positions, as JSON — in ``rules/`` beside the kernel
+cache's ``numba/`` (:func:`engine.kernel_cache.cache_dir`: ``$VEILLE_CACHE_DIR``, else
+``$XDG_CACHE_HOME/veille``, else ``~/.cache/veille``), named by the SHA-256 of its text (64 MB
+and 2,000 files at most, the oldest deleted first), and a later process reads a text it has
+seen without ruamel. Only a successful parse is cached: every error is found, and worded, by
+ruamel as before. The folder is checked as the kernel cache's is (not the user's own, or
+writable by others: the cache is not used) and each file is sealed: a damaged file, or one that
+is not a cached parse of that text, is parsed again and rewritten. The seal detects damage, not
+tampering: whoever can write the user's cache folder can plant another parse for a text (JSON
+is only data, so no code runs). ``VEILLE_NO_RULE_CACHE=1`` turns the cache off.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
 import types
 import typing
 from datetime import date, datetime, timezone
@@ -15,41 +32,61 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml import __version__ as _ruamel_version
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 
+from ...errors import InputError
+from ...kernel_cache import cache_dir, check_folder, seal, unseal
 from .diagnostics import Diagnostics, clip, did_you_mean, shown
 
 Path_ = tuple  # a path into the YAML tree: keys (str) and list indices (int)
 
 
 class Source:
-    """One YAML file: its text, its tree with positions, and its plain-Python data."""
+    """One YAML file: its text, its plain-Python data, and where each value is written.
+
+    The positions are kept as a *shape* parallel to ``data`` (built once from ruamel's tree): a
+    mapping is ``(pos, {key: (key_pos, value_pos, shape)})``, a list ``(pos, [(item_pos,
+    shape), ...])``, a scalar None; each pos is a 0-based ``(line, col)``. Unlike the tree it
+    is plain data, so a parse can be cached (:func:`read_source`) and read again without ruamel.
+    """
 
     def __init__(self, label: str, text: str, tree: Any):
+        # through the cached form, so that a file parsed by ruamel and one read from the cache
+        # are located by the same code
+        self._set(label, text, plain(tree), _shape(tree))
+
+    @classmethod
+    def from_form(cls, label: str, text: str, data: dict, shape: list) -> Source:
+        """The Source of ``text`` from its cached form: ``data`` as :func:`plain` gives it,
+        ``shape`` as :func:`_shape` gives it (ValueError or TypeError if they do not match)."""
+        src = cls.__new__(cls)
+        src._set(label, text, data, shape)
+        return src
+
+    def _set(self, label: str, text: str, data: Any, shape: Any) -> None:
         self.label = label
         self.text = text
         self.lines = text.splitlines()
-        self.tree = tree
-        self.data = plain(tree)
+        self.data = data
+        self._shape = _positions(shape, data)
 
     # -- positions (returned 1-based) --------------------------------------------------------
     def _walk(self, path: Path_):
-        node = self.tree
-        pos = (getattr(getattr(node, "lc", None), "line", 0) or 0,
-               getattr(getattr(node, "lc", None), "col", 0) or 0)
-        key_pos = pos
+        node, shape = self.data, self._shape
+        pos = key_pos = shape[0]
         for el in path:
-            if isinstance(node, CommentedMap) and not isinstance(el, int) and el in node:
-                key_pos, pos = node.lc.key(el), node.lc.value(el)
-                node = node[el]
-            elif isinstance(node, CommentedSeq) and isinstance(el, int) and 0 <= el < len(node):
-                key_pos = pos = node.lc.item(el)
-                node = node[el]
+            if isinstance(node, dict) and not isinstance(el, int) and el in node:
+                key_pos, pos, shape = shape[1][el]
+            elif isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
+                pos, shape = shape[1][el]
+                key_pos = pos
             else:
                 break
+            node = node[el]
         return node, pos, key_pos
 
     def pos(self, path: Path_) -> tuple[int, int]:
@@ -63,7 +100,7 @@ class Source:
         return line + 1, col + 1
 
     def exists(self, path: Path_) -> bool:
-        node = self.tree
+        node = self.data
         for el in path:
             if isinstance(node, dict) and not isinstance(el, int) and el in node:
                 node = node[el]
@@ -126,8 +163,7 @@ class Source:
 def plain(node: Any) -> Any:
     """ruamel's tree as builtin types (dict, list, str, int, float, bool, datetime, None)."""
     if isinstance(node, dict):
-        return {plain(k) if not isinstance(k, (dict, list)) else str(k): plain(v)
-                for k, v in node.items()}
+        return {_key(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [plain(v) for v in node]
     if isinstance(node, bool) or node is None:
@@ -145,6 +181,67 @@ def plain(node: Any) -> Any:
     if isinstance(node, date):
         return datetime(node.year, node.month, node.day, tzinfo=timezone.utc)
     return node
+
+
+def _key(k: Any) -> Any:
+    """A mapping key of ruamel's tree as :func:`plain` gives it."""
+    return plain(k) if not isinstance(k, (dict, list)) else str(k)
+
+
+def _shape(node: Any) -> Any:
+    """Where each value of ruamel's tree ``node`` is written, as JSON-ready lists: a mapping is
+    ``[line, col, [[key_line, key_col, line, col, shape], ...]]`` in the order of its keys in
+    :func:`plain`'s dict, a list ``[line, col, [[line, col, shape], ...]]``, a scalar None."""
+    if isinstance(node, dict):
+        # keyed as plain() keys its dict, so that the entries follow the data's keys one to one
+        entries = {_key(k): [*_key_value_pos(node, k), _shape(v)] for k, v in node.items()}
+        return [*_lc(node), list(entries.values())]
+    if isinstance(node, list):
+        return [*_lc(node), [[*node.lc.item(i), _shape(v)] for i, v in enumerate(node)]]
+    return None
+
+
+def _lc(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    return getattr(lc, "line", 0) or 0, getattr(lc, "col", 0) or 0
+
+
+def _key_value_pos(node: Any, k: Any) -> tuple[int, int, int, int]:
+    """Positions of key ``k`` of mapping ``node`` and of its value. ruamel keeps none in
+    ``node`` for a key merged in with ``<<: *anchor``: that key is located where it is written,
+    in the anchored mapping (merged mappings are searched in order, as YAML merges them)."""
+    if k in (node.lc.data or {}):
+        return (*node.lc.key(k), *node.lc.value(k))
+    for source in node.merge:
+        if k in source:
+            return _key_value_pos(source, k)
+    return (*_lc(node), *_lc(node))       # not expected: the mapping itself, never an error
+
+
+def _pos(line: Any, col: Any) -> tuple[int, int]:
+    if type(line) is not int or type(col) is not int or line < 0 or col < 0:
+        raise ValueError("a position is two non-negative integers")
+    return line, col
+
+
+def _positions(shape: Any, data: Any) -> Any:
+    """:class:`Source`'s shape from :func:`_shape`'s lists, checked against ``data`` (a cache
+    file that does not match raises ValueError or TypeError)."""
+    if isinstance(data, dict):
+        line, col, entries = shape
+        if len(entries) != len(data):
+            raise ValueError("the shape does not match the data")
+        return _pos(line, col), {k: (_pos(kl, kc), _pos(vl, vc), _positions(sub, v))
+                                 for (k, v), (kl, kc, vl, vc, sub) in zip(data.items(), entries)}
+    if isinstance(data, list):
+        line, col, items = shape
+        if len(items) != len(data):
+            raise ValueError("the shape does not match the data")
+        return _pos(line, col), [(_pos(il, ic), _positions(sub, v))
+                                 for v, (il, ic, sub) in zip(data, items)]
+    if shape is not None:
+        raise ValueError("the shape does not match the data")
+    return None
 
 
 #: a rule or site file larger than this is refused unread (the largest shipped pack is 20 kB)
@@ -247,13 +344,166 @@ def _decode(raw: bytes, label: str, diags: Diagnostics) -> str | None:
         return None
 
 
+# ------------------------------------------------------------------------------------------
+# the parse cache
+# ------------------------------------------------------------------------------------------
+#: names the cached form: change it when that form or :func:`plain` changes, and files
+#: written before are never read again
+CACHE_FORMAT = "veille-rule-parse/1"
+#: a parse whose cached form is larger is not cached (a pack's is about 1.5 times its text)
+CACHE_MAX_BYTES = 4 * MAX_BYTES
+#: the oldest files are deleted beyond this total, or this many files: every text that parses
+#: is cached, and a fuzzer, a property test or a sweep loads thousands (the bundled packs' are
+#: 12 files, about 350 kB)
+CACHE_MAX_TOTAL = 64 << 20
+CACHE_MAX_FILES = 2000
+
+
+def _to_json(x: Any) -> Any:
+    """:func:`plain`'s data as JSON that :func:`_from_json` turns back into equal values of the
+    same types: None, bools, ints and text as themselves, anything else a tagged list (``["f",
+    repr]``, ``["l", items]``, ``["d", [[key, value], ...]]``, ``["t", [iso, fold, zone
+    name]]``), so that no JSON value means two things. ValueError for a value it cannot carry
+    exactly (a complex key, a time zone other than a fixed offset)."""
+    kind = type(x)
+    if x is None or kind in (bool, int, str):
+        return x
+    if kind is float:
+        return ["f", repr(x)]                 # exact, and nan and ±inf are not JSON
+    if kind is list:
+        return ["l", [_to_json(v) for v in x]]
+    if kind is dict:
+        return ["d", [[_to_json(k), _to_json(v)] for k, v in x.items()]]
+    if kind is datetime and type(x.tzinfo) is timezone:
+        # the ISO text carries the offset, not the name ruamel gives the zone ('Z', '+02:00'):
+        # the zone's constructor arguments say whether it was given one
+        args = x.tzinfo.__getinitargs__()
+        return ["t", [x.isoformat(), x.fold, args[1] if len(args) > 1 else None]]
+    raise ValueError(f"{kind.__name__} is not cached")
+
+
+def _from_json(x: Any) -> Any:
+    """The inverse of :func:`_to_json`; ValueError or TypeError on anything it does not write."""
+    if x is None or type(x) in (bool, int, str):
+        return x
+    if type(x) is not list or len(x) != 2:
+        raise ValueError("not a tagged value")
+    tag, body = x
+    if tag == "f" and type(body) is str:
+        return float(body)
+    if tag == "l" and type(body) is list:
+        return [_from_json(v) for v in body]
+    if tag == "d" and type(body) is list:
+        out = {_from_json(k): _from_json(v) for k, v in body}
+        if len(out) != len(body):
+            raise ValueError("a key repeated")
+        return out
+    if tag == "t" and type(body) is list:
+        iso, fold, name = body
+        dt = datetime.fromisoformat(iso)
+        if type(dt.tzinfo) is not timezone or type(fold) is not int:
+            raise ValueError("not a time with its offset")
+        zone = dt.tzinfo if name is None else timezone(dt.utcoffset(), name)
+        return dt.replace(tzinfo=zone, fold=fold)
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _cache_folder() -> Path | None:
+    """``rules/`` beside the kernel cache's ``numba/``, checked as that is; None when the cache
+    is turned off or the folder cannot be used — quietly: the kernel cache's check refuses
+    such a folder, with the fix, and a rule file must load without a cache."""
+    if os.environ.get("VEILLE_NO_RULE_CACHE", "") not in ("", "0"):
+        return None
+    try:
+        return check_folder(Path(cache_dir()).parent / "rules")
+    except (InputError, OSError):
+        return None
+
+
+def _cache_key(text: str) -> str:
+    """The SHA-256 naming the parse of ``text`` by this format and this ruamel."""
+    h = hashlib.sha256(f"{CACHE_FORMAT}\0{_ruamel_version}\0".encode())
+    h.update(text.encode("utf-8", "surrogatepass"))   # any str (text= may hold a lone surrogate)
+    return h.hexdigest()
+
+
+def _cache_read(folder: Path, key: str, label: str, text: str) -> Source | None:
+    """The Source cached under ``key``, or None: absent, unreadable, damaged (the seal does not
+    match), or not the cached form of this text."""
+    try:
+        with open(folder / f"{key}.json", "rb") as f:
+            payload = unseal(f.read(CACHE_MAX_BYTES + 1))
+    except OSError:
+        return None
+    if payload is None:
+        return None
+    try:
+        doc = json.loads(payload)
+        if type(doc) is not dict or doc.get("key") != key:
+            return None                       # a file of another text, renamed
+        data = _from_json(doc["data"])
+        if type(data) is not dict:
+            return None
+        return Source.from_form(label, text, data, doc["shape"])
+    except (KeyError, ValueError, TypeError, RecursionError):
+        return None                           # sealed yet not the cached form: parse again
+
+
+def _cache_write(folder: Path, key: str, data: dict, shape: list) -> None:
+    """Cache a parse under ``key``, owner-only and atomically (a reader sees the old file or
+    the whole new one); quietly not when the folder refuses the write or ``data`` holds a value
+    :func:`_to_json` cannot carry."""
+    try:
+        payload = json.dumps({"key": key, "data": _to_json(data), "shape": shape},
+                             ensure_ascii=False, separators=(",", ":")).encode()
+    except ValueError:                        # not cached (_to_json), or an int over 4,300 digits
+        return
+    if len(payload) > CACHE_MAX_BYTES:
+        return
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)   # mode 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(seal(payload))
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:                           # a read-only or full disk: rules load all the same
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return
+    _cache_trim(folder)
+
+
+def _cache_trim(folder: Path) -> None:
+    """Delete the oldest files of ``folder`` until it holds at most :data:`CACHE_MAX_TOTAL`
+    bytes in :data:`CACHE_MAX_FILES` files (another process may be deleting them too: whatever
+    fails is left)."""
+    files = []
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    files.append((st.st_mtime_ns, st.st_size, e.path))
+    except OSError:
+        return
+    total, count = sum(size for _, size, _ in files), len(files)
+    for _, size, path in sorted(files):
+        if total <= CACHE_MAX_TOTAL and count <= CACHE_MAX_FILES:
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        total, count = total - size, count - 1
+
+
 def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = None,
                 text: str | None = None) -> Source | None:
     """Read and parse one YAML file; on failure add a located diagnostic and return None.
 
     Refused before anything is expanded: files over :data:`MAX_BYTES`, bytes that are not
     UTF-8, control characters, tags, nesting deeper than :data:`MAX_DEPTH`, more than
-    :data:`MAX_NODES` nodes once aliases are expanded.
+    :data:`MAX_NODES` nodes once aliases are expanded. A text that passes the checks made
+    before ruamel is looked up in the parse cache (module docstring) first.
     """
     label = label or str(path)
     if text is None:
@@ -291,6 +541,12 @@ def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = Non
         diags.add(label, line, col, f"YAML syntax error: nesting deeper than {MAX_DEPTH} levels.",
                   "A rule pack nests a few levels; check how the file was made.")
         return None
+    folder = _cache_folder()
+    if folder is not None:
+        key = _cache_key(text)
+        src = _cache_read(folder, key, label, text)
+        if src is not None:
+            return src
     yaml = YAML(typ="rt")
     yaml.Composer = _Composer
     yaml.max_depth = MAX_DEPTH
@@ -322,7 +578,10 @@ def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = Non
         diags.add(label, 1, 1, f"a rule file must be a YAML mapping (keys like 'pack:' and "
                   f"'rules:'); found {type(plain(tree)).__name__}.")
         return None
-    return Source(label, text, tree)
+    data, shape = plain(tree), _shape(tree)
+    if folder is not None:
+        _cache_write(folder, key, data, shape)
+    return Source.from_form(label, text, data, shape)
 
 
 # ------------------------------------------------------------------------------------------
