@@ -462,7 +462,8 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
     df.write_parquet(path, row_group_size=rows)
     del df
     runs = {}
-    with tempfile.TemporaryDirectory() as cold:     # veille compiles into an empty cache
+    with tempfile.TemporaryDirectory() as owner_only:   # veille compiles into an empty cache,
+        cold = str(Path(owner_only) / "numba")           # in a folder whose parent is not /tmp
         compiled = run_in_subprocess("veille", None, 0, cold)
         for impl in IMPLS:
             n = max(repeat, 3) if impl == "veille" else repeat

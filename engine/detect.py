@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
-from numba import njit, prange
+from numba import njit
 
-from .config import JIT, JIT_PARALLEL
+from .config import JIT
 from .detectors import fused
 from .detectors.registry import FLOAT, frozen
 from .detectors.spec import ResolvedSpec, resolve_specs
@@ -113,18 +113,6 @@ def _block_positions(smetric, lengths, n_metrics):
     return pos, size
 
 
-@njit(**JIT_PARALLEL)
-def _gather_block(ts, x, offsets, series, pos, bts, bx):
-    """Copy the rows of ``series`` into the block arrays at their block positions."""
-    for j in prange(series.size):
-        k = series[j]
-        a, b = offsets[k], offsets[k + 1]
-        p = pos[k]
-        for i in range(b - a):
-            bts[p + i] = ts[a + i]
-            bx[p + i] = x[a + i]
-
-
 @dataclass(frozen=True)
 class Block:
     """The detector outputs of one metric.
@@ -138,7 +126,10 @@ class Block:
     series: np.ndarray
     offsets: np.ndarray
     values: np.ndarray
-    valid: np.ndarray
+
+    def column(self, r: int) -> pl.Series:
+        """Output row ``r`` as a Float64 Series, null where NaN (the rows share ``values``)."""
+        return pl.Series(self.names[r], self.values[r], nan_to_null=True)
 
 
 @dataclass(frozen=True)
@@ -177,8 +168,7 @@ class Detections:
         base = self.clean.select("patient_id", "ts", "value")[rows]
         if b is None:
             return base
-        return base.with_columns(fused.as_series(n, b.values[r], b.valid[r])
-                                 for r, n in enumerate(b.names))
+        return base.with_columns(b.column(r) for r in range(len(b.names)))
 
     def column(self, use: str) -> pl.Series:
         """A detector use's output aligned to the clean rows (null on other metrics' rows)."""
@@ -234,6 +224,7 @@ def detect(clean: pl.DataFrame, plan: DetectorPlan, index: SeriesIndex | None = 
 def detect_arrays(ts: np.ndarray, x: np.ndarray, index: SeriesIndex, plan: DetectorPlan, *,
                   clean: pl.DataFrame | None = None) -> Detections:
     """:func:`detect` on the arrays of clean telemetry (``ts`` int64 µs, ``x`` float64)."""
+    ts, x = frozen(ts, np.int64), frozen(x, np.float64)
     lengths = np.diff(index.offsets)
     position, size = _block_positions(index.metric, lengths, len(METRIC_NAMES))
     want = {m: specs for m, specs in plan.by_metric.items()
@@ -245,17 +236,17 @@ def detect_arrays(ts: np.ndarray, x: np.ndarray, index: SeriesIndex, plan: Detec
         code = METRIC_NAMES.index(metric)
         n_m = int(size[code])
         series = np.flatnonzero(index.metric == code).astype(np.int64)
-        bts, bx = POOL.empty(n_m, np.int64), POOL.empty(n_m, np.float64)
-        _gather_block(ts, x, index.offsets, series, position, bts, bx)
         boffsets = np.append(position[series], n_m).astype(np.int64)
         r = len(specs)
         out = flat[at:at + r * n_m].reshape(r, n_m)
         p = fused.plan(list(specs.values()))
-        values, valid, _ = fused.run_arrays(frozen(bts, np.int64), frozen(bx, np.float64),
-                                            frozen(boffsets, np.int64),
-                                            np.zeros(series.size, np.int64), p, out=out)
+        # the block's series are read where they lie among the other metrics' series; no
+        # validity bitmaps: the timeline reads NaN as undefined (a frame makes them on demand)
+        values, _, _ = fused.run_arrays(ts, x, frozen(boffsets, np.int64),
+                                        np.zeros(series.size, np.int64), p, out=out,
+                                        in_start=index.offsets[series], bits=False)
         names = tuple(specs)
-        blocks[metric] = Block(metric, names, series, boffsets, values, valid)
+        blocks[metric] = Block(metric, names, series, boffsets, values)
         for row, key in enumerate(names):
             base[(metric, key)] = at + row * n_m
         at += r * n_m

@@ -29,7 +29,8 @@ def _dispatchers():
     from .timeline import kernels as timeline_kernels
 
     out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
-           detect._block_positions, detect._gather_block, encode.run_starts, trees._forest_raw]
+           detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
+           trees._forest_raw]
     for module in (ingest_kernels, timeline_kernels):
         out += [v for v in vars(module).values() if hasattr(v, "_cache")]
     return out
