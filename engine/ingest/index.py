@@ -14,6 +14,7 @@ import polars as pl
 
 from ..schema import METRIC_NAMES
 from . import kernels as K
+from .encode import rle_id
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,8 @@ class SeriesIndex:
         if n == 0:
             return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int16),
                        pl.Series("patient_id", [], dtype=pl.String))
-        runs = clean.select(pl.col("patient_id").rle_id().alias("p"),
-                            pl.col("metric").rle_id().alias("m"))      # in parallel
-        prun_rows = runs["p"].to_numpy()
-        offsets = K.series_bounds(prun_rows, runs["m"].to_numpy())
+        prun_rows = rle_id(clean["patient_id"])
+        offsets = K.series_bounds(prun_rows, rle_id(clean["metric"]))
         heads = offsets[:-1]
         prun = prun_rows[heads].astype(np.int64)
         ids = clean["patient_id"].cast(pl.String).gather(heads[_firsts(prun)])
