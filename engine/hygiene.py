@@ -178,10 +178,15 @@ def apply(queue: pl.DataFrame, *, as_of: dt.datetime, inhibitions=(), silences=(
     if queue.height == 0:
         empty = pl.DataFrame(schema={**QUEUE_COLUMNS, **HYGIENE_COLUMNS})
         return empty, HygieneReport(dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0), 0, 0)
-    rows = queue.to_dicts()
+    # only the columns judged here become Python objects (not the evidence and reasons)
+    rows = queue.select(_JUDGED).to_dicts()
+    labels: dict[str, dict] = {}            # one parsed dict per distinct labels text
     for i, a in enumerate(rows):
         a["_i"] = i
-        a["_labels"] = json.loads(a["labels"] or "{}")
+        text = a["labels"] or "{}"
+        if text not in labels:
+            labels[text] = json.loads(text)
+        a["_labels"] = labels[text]
         a["_end"] = a["resolved_at"] or as_of
         a["_tier"] = SEVERITY_TIER.get(a["severity"], 3)
     zones, ended = _patient_context(patients, config)
@@ -270,8 +275,22 @@ def _flapping(rows, config) -> dict[int, tuple[int, int]]:
     return out
 
 
+#: the queue columns hygiene reads
+_JUDGED = ("alert_id", "patient_id", "rule_id", "pack", "severity", "labels", "status",
+           "opened_at", "resolved_at")
+
+
 def _inhibit(rows, inhibitions, as_of, mark) -> None:
     """Mark the alerts an inhibition hides (see the module docstring)."""
+    # a matcher reads an alert's rule, pack, severity and labels: it is asked once per
+    # distinct combination (a few hundred), not once per alert
+    sig = [(a["rule_id"], a["pack"], a["severity"], a["labels"]) for a in rows]
+    labels_of = {g: a["_labels"] for g, a in zip(sig, rows)}
+
+    def matching(m) -> list[bool]:
+        hit = {g: m.matches(g[0], g[1], g[2], lab) for g, lab in labels_of.items()}
+        return [hit[g] for g in sig]
+
     for rule in inhibitions:
         def key(a):
             vals = []
@@ -282,18 +301,15 @@ def _inhibit(rows, inhibitions, as_of, mark) -> None:
                 vals.append(v)
             return tuple(vals)
 
-        def on(m, a):
-            return m.matches(a["rule_id"], a["pack"], a["severity"], a["_labels"])
-
+        is_source, is_target = matching(rule.source), matching(rule.target)
         sources = defaultdict(list)
-        for a in rows:
-            k = key(a)
-            if k is not None and on(rule.source, a):
+        for a, src in zip(rows, is_source):
+            if src and (k := key(a)) is not None:
                 sources[k].append(a)
         if not sources:
             continue
-        for a in rows:
-            if not on(rule.target, a) or on(rule.source, a):
+        for a, src, tgt in zip(rows, is_source, is_target):
+            if not tgt or src:
                 continue
             found = [s for s in sources.get(key(a), ()) if s["_tier"] <= a["_tier"]]
             for rid in sorted({s["rule_id"] for s in found}):
