@@ -22,7 +22,7 @@ from .detectors.warmup import is_cached as _detectors_cached
 
 @functools.cache
 def _dispatchers():
-    from . import detect, episodes
+    from . import detect, episodes, parquet_walk
     from .detectors import kernels_fused
     from .ingest import encode, kernels as ingest_kernels
     from .risk import trees
@@ -30,7 +30,7 @@ def _dispatchers():
 
     out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
            detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
-           trees._forest_raw]
+           trees._forest_raw, parquet_walk.walk]
     for module in (ingest_kernels, timeline_kernels):
         out += [v for v in vars(module).values() if hasattr(v, "_cache")]
     return out
@@ -58,7 +58,9 @@ def warmup_ingest() -> None:
     """Load ingest's kernels (a run's first numba call also sets numba itself up): the command
     line does it while the telemetry file is being read."""
     from .ingest import ingest_frame
+    from .parquet_checksums import warmup_walk
 
+    warmup_walk()
     raw, _ = _tiny()
     now = _T0 + dt.timedelta(days=1)
     ingest_frame(raw, now=now)
