@@ -206,7 +206,9 @@ def news2(frame: pl.DataFrame, *, rounding: str = "half_up", resp_rate_cuts=(8, 
             consciousness_code(frame, "consciousness", fn)),
         "news2_temp": news2_expr_temp(numeric(frame, "temp", fn), cuts=tc, rounding=rounding),
     }
-    out = frame.with_columns(**subscores).with_columns(totals("news2", SUBSCORES))
-    return out.with_columns(news2_expr_risk(
-        "news2_partial", "news2_complete", pl.max_horizontal(SUBSCORES), medium_at=medium_at,
-        high_at=high_at).alias("news2_risk"))
+    # one query (a pipeline evaluates NEWS2 once per chunk: each polars call saved counts)
+    return (frame.lazy().with_columns(**subscores).with_columns(totals("news2", SUBSCORES))
+            .with_columns(news2_expr_risk(
+                "news2_partial", "news2_complete", pl.max_horizontal(SUBSCORES),
+                medium_at=medium_at, high_at=high_at).alias("news2_risk"))
+            .collect())
