@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from numba import njit, prange
 
 from .config import JIT_PARALLEL
@@ -46,7 +45,7 @@ from .ruleset.evaluate import resolve_column
 from .ruleset.evidence import evidence_column, labels_json, parse_template, reason_column
 from .ruleset.i18n import DEFAULT_LANG, check_lang
 from .schema import TS_DTYPE
-from .timeline import Timeline, fresh_column
+from .timeline import Timeline, fresh_column, ts_series
 
 HOLDS, FALSE, UNKNOWN, SKIP = 1, 0, -1, 2
 #: ``pending[2]`` of a series whose rule never opened an episode
@@ -362,20 +361,16 @@ def _frame(pack, tl: Timeline, found, lang: str) -> pl.DataFrame:
     # every pack, so each polars pass saved here is paid a hundred times in a large run
     text = {"rule_id": ids, "pack": [pack.name] * len(ids), "severity": sev, "title": title,
             "evidence": evidence, "reason": reasons, "labels": labels}
-    times = {"opened_at": _times(ts[opened]),
-             "condition_since": _times(np.concatenate([f[2] for f in found])),
-             "last_seen_at": _times(ts[np.concatenate([f[3] for f in found])]),
-             "resolved_at": _times(ts[np.maximum(resolved, 0)], resolved < 0)}
+    times = {"opened_at": ts_series(ts[opened], "opened_at"),
+             "condition_since": ts_series(np.concatenate([f[2] for f in found]),
+                                          "condition_since"),
+             "last_seen_at": ts_series(ts[np.concatenate([f[3] for f in found])],
+                                       "last_seen_at"),
+             "resolved_at": ts_series(ts[np.maximum(resolved, 0)], "resolved_at",
+                                      missing=resolved < 0)}
     return pl.DataFrame(
-        [tl.patient_ids(opened) if c == "patient_id" else times[c].alias(c) if c in times
+        [tl.patient_ids(opened) if c == "patient_id" else times[c] if c in times
          else pl.Series(c, text[c], dtype=pl.String) for c in EPISODE_COLUMNS])
-
-
-def _times(us: np.ndarray, missing: np.ndarray | None = None) -> pl.Series:
-    """µs since the epoch as a UTC timestamp Series (null where ``missing``), without a polars
-    pass: Arrow takes the int64 buffer as it is."""
-    return pl.Series(pa.array(us.astype(np.int64, copy=False), type=pa.timestamp("us", "UTC"),
-                              mask=missing))
 
 
 def _unit(sym) -> str:

@@ -281,12 +281,11 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
         Scratch for the validity bytes shared by neighbouring series.
     unsorted : int64[s]
         For each series, its first row (of ``ts``) whose time is earlier than the previous
-        row's, or -1.
+        row's, or -1. The ops skip such a series (their window pointers assume sorted times),
+        so the caller must raise rather than use the outputs when any is >= 0.
     bits : bool
         Whether to write ``valid`` and ``part``; without them the outputs are NaN where
         undefined and nothing else (the timeline stage reads them so).
-        The ops skip such a series (their window pointers assume sorted times), so the caller
-        must raise rather than use the outputs when any is >= 0.
     """
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]

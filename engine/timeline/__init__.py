@@ -32,13 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..detect import Detections
 from ..detectors.fused import as_series
 from ..ingest.index import SeriesIndex
 from ..memory import POOL
 from ..patients import Cohort
-from ..schema import METRIC_NAMES, TS_DTYPE
+from ..schema import METRIC_NAMES
 from . import kernels as K
 
 HOUR_US = 3_600_000_000
@@ -123,7 +124,7 @@ class Timeline:
         return int(self.ts.size)
 
     def times(self) -> pl.Series:
-        return pl.Series("ts", self.ts).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return ts_series(self.ts)
 
     def patient_ids(self, rows: np.ndarray | None = None) -> pl.Series:
         codes = self.patient if rows is None else self.patient[rows]
@@ -414,6 +415,9 @@ def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
     return pl.DataFrame(series, height=n)
 
 
-def ts_series(us: np.ndarray, name: str = "ts") -> pl.Series:
-    """int64 µs as a UTC timestamp Series."""
-    return pl.Series(name, us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TS_DTYPE)
+def ts_series(us: np.ndarray, name: str = "ts", missing: np.ndarray | None = None) -> pl.Series:
+    """µs since the epoch as a UTC timestamp Series (:data:`engine.schema.TS_DTYPE`), null
+    where ``missing``; without a polars pass (Arrow takes the int64 buffer as it is), since the
+    episodes stage makes these for every pack of every chunk."""
+    return pl.Series(name, pa.array(np.asarray(us, np.int64), type=pa.timestamp("us", "UTC"),
+                                    mask=missing))
