@@ -459,6 +459,29 @@ class SlicesSummary:
                                   schema={"ts": pl.Datetime("us", "UTC")})
 
 
+def settle_slices(engine: Engine, slices: Sequence[Slice], source: str, *,
+                  until: dt.datetime | None, as_of: dt.datetime | None, now: dt.datetime,
+                  patients: pl.DataFrame | None, programme: str | None,
+                  label: str) -> tuple[dt.datetime, pl.DataFrame | None]:
+    """What a run scored in slices (Spark's partitions, the stream's chunks) settles once its
+    ingest has seen the whole input, as :meth:`Engine.score` does on one frame: the input must
+    be usable, and the run's as-of time (``as_of`` checked, else ``until``, the latest clean
+    reading) not before every reading; ``--programme`` makes the patients table of the
+    patients seen, and the care plan is checked. Returns the as-of time and the table."""
+    summary = SlicesSummary(slices, source)
+    require_usable(summary)
+    if as_of is not None:
+        until = check_as_of(as_of, summary, now)
+    earliest = min((s.earliest for s in slices if s.earliest is not None), default=None)
+    if earliest is not None and until < earliest:
+        raise nothing_before(summary.report.rows_used, until, earliest, source)
+    if programme is not None:
+        ids = pl.concat([s.patient_ids for s in slices if s.patient_ids is not None]).sort()
+        patients = programme_table(ids, programme)
+    check_care_plan(patients, engine.ruleset.packs, label)
+    return until, patients
+
+
 def merge_reports(reports: Sequence[Reconciliation], source: str) -> Reconciliation:
     """The row accounting of an input from that of slices of it holding disjoint patients."""
     total = Reconciliation(source=source, rows_in=0, rows_used=0, rows_quarantined=0,

@@ -334,9 +334,8 @@ def score(engine: "Engine", telemetry, patients=None, *, chunk_rows: int,
 
 def _score(engine, telemetry, patients, *, chunk_rows, memory_limit, tz, now, as_of, columns,
            metric, unit, programme, silences, progress, on_chunk):
-    from .pipeline import (SlicesSummary, check_as_of, check_care_plan, nothing_before,
-                           patients_input, programme_table, require_usable, result_of_slices,
-                           score_slice)
+    from .pipeline import (SlicesSummary, patients_input, require_usable, result_of_slices,
+                           score_slice, settle_slices)
 
     started = time.perf_counter()
     path = str(telemetry)
@@ -434,17 +433,8 @@ def _score(engine, telemetry, patients, *, chunk_rows, memory_limit, tz, now, as
                                 rows=pl.Series([], dtype=pl.Int64), **slice_args)
                 _slim(s)
                 slices.append(s)
-    summary = SlicesSummary(slices, path)
-    require_usable(summary)
-    if as_of is not None:
-        until = check_as_of(as_of, summary, now)
-    earliest = min((s.earliest for s in slices if s.earliest is not None), default=None)
-    if earliest is not None and until < earliest:
-        raise nothing_before(summary.report.rows_used, until, earliest, path)
-    if programme is not None:
-        ids = pl.concat([s.patient_ids for s in slices if s.patient_ids is not None]).sort()
-        pats = programme_table(ids, programme)
-    check_care_plan(pats, engine.ruleset.packs, label)
+    until, pats = settle_slices(engine, slices, path, until=until, as_of=as_of, now=now,
+                                patients=pats, programme=programme, label=label)
     result = result_of_slices(engine, slices, pats, until, path, silences=silences,
                               progress=progress,
                               timings={"stream": time.perf_counter() - started})

@@ -112,8 +112,7 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
     :meth:`engine.Engine.score`'s.
     """
     from ..paths import bundled
-    from ..pipeline import Engine, SlicesSummary, check_as_of, check_care_plan, \
-        nothing_before, patients_input, programme_table, require_usable
+    from ..pipeline import Engine, patients_input, settle_slices
 
     started = time.perf_counter()
     name = str(telemetry)
@@ -145,17 +144,9 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
             if progress:
                 progress("ingest")
             first = _run(frame, job, "ingest")
-            summary = SlicesSummary(first, name)
-            require_usable(summary)
-            until = check_as_of(as_of, summary, now) if as_of is not None \
-                else summary.clean["ts"].max()
-            earliest = min(s.earliest for s in first if s.earliest is not None)
-            if until < earliest:
-                raise nothing_before(summary.report.rows_used, until, earliest, name)
-            if programme is not None:
-                ids = pl.concat([s.patient_ids for s in first]).sort()
-                pats = programme_table(ids, programme)
-            check_care_plan(pats, engine.ruleset.packs, label)
+            latest = max((s.latest for s in first if s.latest is not None), default=None)
+            until, pats = settle_slices(engine, first, name, until=latest, as_of=as_of, now=now,
+                                        patients=pats, programme=programme, label=label)
             if progress:
                 progress("detect")
             slices = _run(frame, Job(**{**job.__dict__, "until": until}), "score")
