@@ -54,3 +54,39 @@ def test_long_texts_stored_apart_are_compared_by_their_bytes():
 def test_rle_id_of_tiny_columns(n):
     col = pl.Series("c", ["x"] * n, dtype=pl.String)
     assert rle_id(col).tolist() == col.rle_id().to_list()
+
+
+# -- SeriesIndex.of reads the same flags: its series equal a plain polars grouping -----------
+METRICS = ["glucose", "heart_rate", "spo2", "weight", "not_a_metric"]
+
+
+def _index_by_polars(frame: pl.DataFrame):
+    """(offsets, patient code per series, metric name per series, ids) by polars alone."""
+    runs = frame.with_row_index("row").with_columns(
+        pl.struct("patient_id", "metric").rle_id().alias("run"))
+    heads = runs.group_by("run", maintain_order=True).agg(pl.col("row").first(),
+                                                          pl.col("patient_id").first(),
+                                                          pl.col("metric").first())
+    offsets = np.append(heads["row"].to_numpy(), frame.height)
+    ids = heads["patient_id"].unique(maintain_order=True)
+    codes = heads["patient_id"].rle_id().to_numpy()
+    return offsets, codes, heads["metric"].to_list(), ids.to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ALPHABET[1:]), st.sampled_from(METRICS),
+                          st.integers(1, 3)), min_size=1, max_size=30),
+       st.lists(st.integers(0, 90), max_size=3), st.lists(st.integers(0, 90), max_size=3))
+def test_series_index_equals_polars_grouping(runs, pcuts, mcuts):
+    from engine.ingest.index import SeriesIndex
+    from engine.schema import METRIC_NAMES
+    runs = sorted(runs)                      # clean telemetry is sorted by (patient, metric)
+    pids = [p for p, _, k in runs for _ in range(k)]
+    mets = [m for _, m, k in runs for _ in range(k)]
+    frame = pl.DataFrame({"patient_id": chunked(pids, pcuts), "metric": chunked(mets, mcuts)})
+    index = SeriesIndex.of(frame)
+    offsets, codes, names, ids = _index_by_polars(frame)
+    assert np.array_equal(index.offsets, offsets)
+    assert np.array_equal(index.patient, codes)
+    assert index.patient_ids.to_list() == ids
+    assert [METRIC_NAMES[c] if c >= 0 else "not_a_metric" for c in index.metric] == names
