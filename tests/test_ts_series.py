@@ -1,4 +1,5 @@
-"""engine.timeline.ts_series: µs to UTC timestamps, nulls by mask, without importing pandas."""
+"""engine.timeline.ts_series and engine.arrow_buffers: Series over numpy buffers, without a copy
+and without importing pandas or pyarrow.compute."""
 from __future__ import annotations
 
 import subprocess
@@ -26,14 +27,27 @@ def test_ts_series_equals_a_polars_cast(rows, skip):
     assert ts_series(us, "t").equals(pl.Series("t", us, dtype=pl.Int64).cast(TS_DTYPE))
 
 
-def test_scoring_without_a_model_never_imports_pandas():
-    """pandas costs half a second to import: nothing on the rules' path may pull it in."""
+def test_scoring_without_a_model_never_imports_pandas_or_pyarrow_compute():
+    """pandas costs half a second to import and pyarrow.compute a quarter: nothing on the
+    rules' path may pull them in (engine.arrow_buffers)."""
     code = ("import sys, engine\n"
             "from engine.paths import sample_cohort\n"
             "tel, pats = sample_cohort()\n"
             "r = engine.Engine.from_paths(model=None).score(tel, pats)\n"
             "assert r.queue.height > 0\n"
-            "print('pandas' in sys.modules)\n")
+            "print('pandas' in sys.modules, 'pyarrow.compute' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_buffer_series_keep_their_name_and_share_the_buffer():
+    import pyarrow as pa
+
+    from engine import arrow_buffers
+    values = np.array([1.0, 2.0, 3.0])
+    s = arrow_buffers.series("v", pa.float64(), values,
+                             np.packbits(np.array([1, 0, 1], np.bool_), bitorder="little"))
+    assert s.name == "v" and s.dtype == pl.Float64 and s.to_list() == [1.0, None, 3.0]
+    values[2] = 9.0                      # no copy: the Series reads the array itself
+    assert s[2] == 9.0

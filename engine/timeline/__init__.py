@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .. import arrow_buffers
 from ..detect import Detections
 from ..detectors.fused import as_series
 from ..ingest.index import SeriesIndex
@@ -417,14 +418,10 @@ def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
 
 def ts_series(us: np.ndarray, name: str = "ts", missing: np.ndarray | None = None) -> pl.Series:
     """µs since the epoch as a UTC timestamp Series (:data:`engine.schema.TS_DTYPE`), null
-    where ``missing``; without a polars pass, since the episodes stage makes these for every
-    pack of every chunk. The Arrow array is assembled from the int64 buffer as it is (and a
-    validity bitmap): ``pa.array`` on a numpy array with a timestamp type imports pandas, half
-    a second of the first run's time."""
+    where ``missing``; over the int64 buffer as it is (:mod:`engine.arrow_buffers`), since the
+    episodes stage makes these for every pack of every chunk."""
     us = np.ascontiguousarray(us, np.int64)
     validity = None
     if missing is not None and missing.any():
-        validity = pa.py_buffer(np.packbits(~np.asarray(missing, np.bool_), bitorder="little"))
-    arr = pa.Array.from_buffers(pa.timestamp("us", "UTC"), us.size,
-                                [validity, pa.py_buffer(us)])
-    return pl.Series(name, arr)
+        validity = np.packbits(~np.asarray(missing, np.bool_), bitorder="little")
+    return arrow_buffers.series(name, pa.timestamp("us", "UTC"), us, validity)
