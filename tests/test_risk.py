@@ -8,6 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from engine.errors import InputError
 from engine.pipeline import Engine
@@ -95,6 +96,40 @@ def test_rule_states_count_open_alerts_at_each_time():
     assert got["open_medium"].to_list() == [0, 1, 1, 1, 0, 0]
     assert got["open_low"].to_list() == [0, 0, 0, 0, 1, 0]
     assert got["opened_24h"].to_list() == [0, 2, 2, 1, 1, 1]
+    # the same grid in another order: the same states, row for row
+    order = [4, 2, 0, 5, 3, 1]
+    shuffled = F.rule_states(grid[order], ep)
+    assert not F.is_ordered(grid[order]) and F.is_ordered(grid)
+    assert shuffled.equals(got[order])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 40)), min_size=1, max_size=30,
+                unique=True),
+       st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["high", "medium", "low"]),
+                          st.integers(0, 40), st.one_of(st.none(), st.integers(0, 10))),
+                max_size=12),
+       st.randoms(use_true_random=False))
+def test_rule_states_of_an_ordered_grid_equal_those_of_any_order(cells, eps, rnd):
+    """The pipeline's grid is sorted and read as it is; any other order is sorted first and
+    sorted back: both give the same states."""
+    grid = pl.DataFrame({"patient_id": [p for p, _ in cells],
+                         "ts": [T0 + h * H for _, h in cells]})
+    ep = pl.DataFrame({"patient_id": [e[0] for e in eps],
+                       "severity": [e[1] for e in eps],
+                       "opened_at": [T0 + e[2] * H for e in eps],
+                       "resolved_at": [None if e[3] is None else T0 + (e[2] + e[3]) * H
+                                       for e in eps]},
+                      schema={"patient_id": pl.String, "severity": pl.String,
+                              "opened_at": pl.Datetime("us", "UTC"),
+                              "resolved_at": pl.Datetime("us", "UTC")})
+    ordered = grid.sort("patient_id", "ts")
+    assert F.is_ordered(ordered)
+    rows = list(range(grid.height))
+    rnd.shuffle(rows)
+    other = ordered[rows]
+    assert F.is_ordered(other) == (rows == sorted(rows))
+    assert F.rule_states(other, ep).equals(F.rule_states(ordered, ep)[rows])
 
 
 # -- labels and split -----------------------------------------------------------------------
