@@ -350,12 +350,3 @@ def test_a_forest_of_several_classes_is_left_to_shap(small_models):
 
     with pytest.raises(ValueError, match="one per class"):
         treeshap.shap_values(trees.compile_forest(small_models["multi"]), np.zeros((1, 5)))
-
-
-def test_predictions_in_blocks_of_rows_are_those_of_one_matrix(bundled, monkeypatch):
-    from engine.risk import model as M
-    frame = pl.DataFrame(np.random.default_rng(4).normal(0.0, 3.0, (1000, len(bundled.features))),
-                         schema=list(F.feature_names()), orient="row")
-    whole = bundled._compiled().predict(F.matrix(frame))
-    monkeypatch.setattr(M, "PREDICT_BLOCK_ROWS", 300)         # 300, 300, 300, 100
-    assert np.array_equal(bundled.predict(frame), whole)

@@ -179,10 +179,6 @@ def fitted_model(calibrated):
     return getattr(est, "estimator", est)
 
 
-#: rows of the feature frame :meth:`RiskModel.predict` turns into a matrix at a time
-PREDICT_BLOCK_ROWS = 1 << 18
-
-
 class RiskModel:
     """A loaded, verified risk model (see :func:`engine.risk.artifact.load_artifact`)."""
 
@@ -256,17 +252,11 @@ class RiskModel:
         scikit-learn (:meth:`predict_reference`)."""
         if frame.height == 0:
             return np.zeros(0)
+        X = F.matrix(frame)
         fast = self._compiled()
-        # in blocks of rows (each row's probability is its own): the input matrix of a whole
-        # 1e7-row run's grid would be a copy of every feature at once (about 650 MB)
-        out = np.empty(frame.height)
-        for a in range(0, frame.height, PREDICT_BLOCK_ROWS):
-            part = frame.slice(a, PREDICT_BLOCK_ROWS)
-            X = F.matrix(part)
-            if fast is None or X.shape[1] != fast.n_features:
-                return self.model.predict_proba(F.matrix(frame))[:, 1]
-            out[a:a + part.height] = fast.predict(X)
-        return out
+        if fast is None or X.shape[1] != fast.n_features:
+            return self.model.predict_proba(X)[:, 1]
+        return fast.predict(X)
 
     def predict_reference(self, frame: pl.DataFrame) -> np.ndarray:
         """:meth:`predict` by scikit-learn's ``predict_proba``: the reference."""
