@@ -182,15 +182,13 @@ def fitted_model(calibrated):
 class RiskModel:
     """A loaded, verified risk model (see :func:`engine.risk.artifact.load_artifact`)."""
 
-    def __init__(self, loaded, compiled=None):
+    def __init__(self, loaded):
         self.loaded = loaded
-        self._model = loaded.model      # None when loaded from the cache: see .model
+        self.model = loaded.model
         self.card = loaded.card
         self.features = tuple(loaded.features)
         self._explainer = None
         self._fast = self._fast_for = None
-        if compiled is not None:    # from the cache (engine.risk.compiled_cache): no model
-            self._fast, self._fast_for = compiled, self._model
         self._compiled()            # the trees flattened at load
 
     @classmethod
@@ -200,38 +198,12 @@ class RiskModel:
         from ..paths import bundled
         from .artifact import load_artifact
 
-        from . import compiled_cache
-
         folder = bundled("models") / DEFAULT_MODEL if str(path) == DEFAULT_MODEL else Path(path)
         if not folder.is_dir():
             raise InputError("no risk model there: give a folder written by `veille train` "
                              "(model.skops and card.json), 'default' or 'none'.",
                              path=str(folder))
-        expected = list(F.feature_names())
-        cached = compiled_cache.load(folder, expected)
-        if cached is not None:
-            return cls(*cached)
-        model = cls(load_artifact(folder, expected_features=expected))
-        compiled_cache.store(model.loaded, model._compiled(), expected)
-        return model
-
-    @property
-    def model(self):
-        """The scikit-learn model. A model loaded from the cache reads (and checks) it on first
-        access: only the references (:meth:`predict_reference`,
-        :meth:`contributions_reference`) and models the compiled trees do not reproduce need
-        it."""
-        if self._model is None:
-            from .artifact import load_artifact
-
-            self.loaded = load_artifact(self.loaded.directory,
-                                        expected_features=list(self.features))
-            self._model = self._fast_for = self.loaded.model
-        return self._model
-
-    @model.setter
-    def model(self, value) -> None:
-        self._model = value             # compiled afresh on the next prediction
+        return cls(load_artifact(folder, expected_features=list(F.feature_names())))
 
     @property
     def name(self) -> str:
@@ -267,10 +239,10 @@ class RiskModel:
     def _compiled(self):
         """The model's trees flattened for :mod:`engine.risk.trees` (once per model object;
         None: scikit-learn predicts)."""
-        if self._fast_for is not self._model:
+        if self._fast_for is not self.model:
             from .trees import compile_model
 
-            self._fast, self._fast_for = compile_model(self._model), self._model
+            self._fast, self._fast_for = compile_model(self.model), self.model
         return self._fast
 
     def _trees(self):
