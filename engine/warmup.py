@@ -25,13 +25,12 @@ def _dispatchers():
     from . import detect, episodes, parquet_walk
     from .detectors import kernels_fused
     from .ingest import encode, kernels as ingest_kernels
-    from .risk import features, trees, treeshap
+    from .risk import features, trees
     from .timeline import kernels as timeline_kernels
 
     out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
            detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
-           trees._forest_raw, treeshap._shap_values, features._count_at_or_before,
-           parquet_walk.walk]
+           trees._forest_raw, features._count_at_or_before, parquet_walk.walk]
     for module in (ingest_kernels, timeline_kernels):
         out += [v for v in vars(module).values() if hasattr(v, "_cache")]
     return out

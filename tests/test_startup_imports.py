@@ -31,16 +31,3 @@ def test_a_write_error_is_worded_with_or_without_duckdb_loaded(tmp_path):
             "    print('OutputError', 'duckdb' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1:] == ["OutputError False"], out.stderr[-2000:]
-
-
-def test_scoring_with_the_bundled_model_never_imports_shap():
-    """The explanations are computed by engine.risk.treeshap (equal to shap's, tested in
-    test_risk_trees): importing shap cost every run with the model 1.2 s."""
-    code = ("import sys, engine\n"
-            "from engine.paths import sample_cohort\n"
-            "tel, pats = sample_cohort()\n"
-            "r = engine.Engine.from_paths(model='default').score(tel, pats)\n"
-            "assert r.queue['risk_factors'].drop_nulls().len() > 0\n"
-            "print('shap' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1:] == ["False"], out.stderr[-2000:]

@@ -5,8 +5,7 @@ calibrated probability for every row of a feature frame, and for chosen rows the
 features that raised it most, in a nurse's words ("weight +2.1 kg over 3 days", "SpO2 3.0
 points under usual"). The contributions are SHAP values of the gradient-boosting model (its
 log-odds, before calibration: the calibration is monotonic, so it does not change which
-features raised the risk), computed on its compiled trees (:mod:`engine.risk.treeshap`)
-exactly as ``shap``'s tree explainer computes them.
+features raised the risk), computed by ``shap``'s tree explainer.
 """
 from __future__ import annotations
 
@@ -250,23 +249,7 @@ class RiskModel:
         return fitted_model(self.model)
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """SHAP values (log-odds, rows × features) of the gradient-boosting model: computed by
-        :mod:`engine.risk.treeshap` on the compiled trees, ``shap.TreeExplainer``'s bit for bit
-        (tested), without importing shap; by shap itself for a model the compiled trees do not
-        reproduce (:meth:`contributions_reference`)."""
-        X = F.matrix(frame)
-        if X.shape[0] == 0:
-            return np.zeros((0, len(self.features)))
-        fast = self._compiled()
-        if fast is not None and X.shape[1] == fast.n_features \
-                and fast.parts[0][0].cover is not None:
-            from .treeshap import shap_values
-
-            return shap_values(fast.parts[0][0], X)
-        return self.contributions_reference(frame)
-
-    def contributions_reference(self, frame: pl.DataFrame) -> np.ndarray:
-        """:meth:`contributions` by ``shap.TreeExplainer``: the reference."""
+        """SHAP values (log-odds, rows × features) of the gradient-boosting model."""
         import shap
 
         if self._explainer is None:
