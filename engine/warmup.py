@@ -25,12 +25,13 @@ def _dispatchers():
     from . import detect, episodes, parquet_walk
     from .detectors import kernels_fused
     from .ingest import encode, kernels as ingest_kernels
-    from .risk import trees
+    from .risk import features, trees, treeshap
     from .timeline import kernels as timeline_kernels
 
     out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
            detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
-           trees._forest_raw, parquet_walk.walk]
+           trees._forest_raw, treeshap._shap_values, features._count_at_or_before,
+           parquet_walk.walk]
     for module in (ingest_kernels, timeline_kernels):
         out += [v for v in vars(module).values() if hasattr(v, "_cache")]
     return out
@@ -70,12 +71,14 @@ def warmup_ingest() -> None:
 def warmup(ruleset=None) -> None:
     """Call every kernel of a run once (compiling or loading it): a tiny cohort through ingest
     and, with ``ruleset``, through its packs (else through the bundled ones), and the risk
-    model's tree kernel on a one-split tree (its argument types do not depend on the model)."""
+    model's tree kernel on a one-split tree (its argument types do not depend on the model) and
+    its rule-state count."""
     from .pipeline import Engine
-    from .risk import trees
+    from .risk import features, trees
 
     warmup_ingest()
     raw, patients = _tiny()
     engine = Engine(ruleset) if ruleset is not None else Engine.from_paths()
     engine.score(raw, patients, now=_T0 + dt.timedelta(days=1))
     trees.warmup()
+    features.warmup()

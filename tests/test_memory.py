@@ -67,3 +67,27 @@ def test_pool_keeps_at_most_keep_bytes():
     del blocks
     gc.collect()
     assert pool.kept_bytes == 2 * MIN_POOLED_BYTES
+
+
+def test_a_buffer_series_keeps_its_pool_block_until_it_is_gone():
+    """engine.arrow_buffers hands polars the block through the Arrow C interface, which must
+    hold the block as long as the Series reads it."""
+    import pyarrow as pa
+
+    from engine import arrow_buffers
+    pool = Pool()
+    n = MIN_POOLED_BYTES // 8
+    a = pool.empty(n, np.float64)
+    a[:] = 1.0
+    col = arrow_buffers.series("c", pa.float64(), a)
+    del a
+    gc.collect()
+    assert pool.kept_bytes == 0               # the Series still reads the block
+    b = pool.empty(n, np.float64)             # new memory, then
+    b[:] = 2.0
+    assert col.sum() == n
+    del col
+    gc.collect()
+    assert pool.kept_bytes == n * 8           # the Series is gone: its block is kept for reuse
+    del b
+    pool.clear()

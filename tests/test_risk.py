@@ -8,6 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from engine.errors import InputError
 from engine.pipeline import Engine
@@ -95,6 +96,75 @@ def test_rule_states_count_open_alerts_at_each_time():
     assert got["open_medium"].to_list() == [0, 1, 1, 1, 0, 0]
     assert got["open_low"].to_list() == [0, 0, 0, 0, 1, 0]
     assert got["opened_24h"].to_list() == [0, 2, 2, 1, 1, 1]
+    # the same grid in another order: the same states, row for row
+    order = [4, 2, 0, 5, 3, 1]
+    shuffled = F.rule_states(grid[order], ep)
+    assert not F.is_ordered(grid[order]) and F.is_ordered(grid)
+    assert shuffled.equals(got[order])
+
+
+def _asof_count_reference(grid, times, name):
+    """The plain polars reference of the rule-state counts: per grid row, the times of the
+    same patient at or before its ts (an as-of join on the times' running count)."""
+    if times.height == 0:
+        return pl.Series(name, np.zeros(grid.height), pl.Float64)
+    cum = (times.sort("patient_id", "t")
+           .with_columns(pl.int_range(1, pl.len() + 1).over("patient_id").alias("_n")))
+    got = grid.select("patient_id", "ts", pl.int_range(pl.len()).alias("_row")).sort(
+        "patient_id", "ts").join_asof(cum, left_on="ts", right_on="t", by="patient_id",
+                                      strategy="backward", check_sortedness=False)
+    return got.sort("_row")["_n"].fill_null(0).cast(pl.Float64).alias(name)
+
+
+def _rule_states_reference(grid, episodes):
+    cols = []
+    ep = episodes.select("patient_id", "severity", "opened_at", "resolved_at")
+    for sev in ("high", "medium", "low"):
+        e = ep.filter(pl.col("severity") == sev)
+        opened = _asof_count_reference(grid, e.select("patient_id",
+                                                      pl.col("opened_at").alias("t")), "o")
+        closed = _asof_count_reference(grid, e.filter(pl.col("resolved_at").is_not_null())
+                                       .select("patient_id", pl.col("resolved_at").alias("t")),
+                                       "c")
+        cols.append((opened - closed).alias(f"open_{sev}"))
+    opens = ep.select("patient_id", pl.col("opened_at").alias("t"))
+    now = _asof_count_reference(grid, opens, "n")
+    before = _asof_count_reference(grid.with_columns(pl.col("ts") - pl.duration(days=1)),
+                                   opens, "b")
+    cols.append((now - before).alias("opened_24h"))
+    return pl.DataFrame(cols, height=grid.height)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 60)), min_size=1, max_size=30,
+                unique=True),
+       st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["high", "medium", "low"]),
+                          st.integers(0, 60), st.one_of(st.none(), st.integers(0, 30))),
+                max_size=14),
+       st.randoms(use_true_random=False), st.booleans())
+def test_rule_states_equal_their_polars_reference(cells, eps, rnd, shuffle):
+    """The compiled count against as-of joins, on a grid in (patient, time) order (as the
+    pipeline's) or in any order; episodes with tied times, on patients not on the grid, still
+    open."""
+    grid = pl.DataFrame({"patient_id": [p for p, _ in cells],
+                         "ts": [T0 + h * H for _, h in cells]},
+                        schema={"patient_id": pl.String, "ts": pl.Datetime("us", "UTC")})
+    grid = grid.sort("patient_id", "ts")
+    assert F.is_ordered(grid)
+    if shuffle:
+        rows = list(range(grid.height))
+        rnd.shuffle(rows)
+        grid = grid[rows]
+        assert F.is_ordered(grid) == (rows == sorted(rows))
+    ep = pl.DataFrame({"patient_id": [e[0] for e in eps],
+                       "severity": [e[1] for e in eps],
+                       "opened_at": [T0 + e[2] * H for e in eps],
+                       "resolved_at": [None if e[3] is None else T0 + (e[2] + e[3]) * H
+                                       for e in eps]},
+                      schema={"patient_id": pl.String, "severity": pl.String,
+                              "opened_at": pl.Datetime("us", "UTC"),
+                              "resolved_at": pl.Datetime("us", "UTC")})
+    assert F.rule_states(grid, ep).equals(_rule_states_reference(grid, ep))
 
 
 # -- labels and split -----------------------------------------------------------------------

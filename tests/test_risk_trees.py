@@ -287,3 +287,75 @@ def test_the_kernel_is_warmed_up_with_the_types_a_run_passes(bundled):
     bundled.predict(frame)
     bundled._compiled().predict(np.ones((2, len(bundled.features))))   # C order: transposed
     assert len(trees._forest_raw.signatures) == 1
+    from engine.risk import treeshap
+    assert treeshap._shap_values in warmup._dispatchers()
+    bundled.contributions(frame)
+    assert len(treeshap._shap_values.signatures) == 1
+
+
+# -- SHAP values (engine.risk.treeshap) against shap's tree explainer ---------------------------
+@functools.cache
+def _explainer(name):
+    import shap
+    return shap.TreeExplainer(_shap_model(name))
+
+
+def _shap_model(name):
+    return _small_models()["hgb"] if name == "hgb" else fitted_model(_small_models()["deep"])
+
+
+@PROPERTY
+@given(X=SMALL_MATRICES, name=st.sampled_from(["hgb", "deep"]))
+def test_shap_values_are_shaps_bit_for_bit(X, name):
+    """Depth-4 trees and 40-leaf trees splitting again on a feature already on the path (the
+    path is unwound), missing values both ways, splits on NaN, thresholds hit exactly."""
+    from engine.risk import treeshap
+
+    forest = trees.compile_forest(_shap_model(name))
+    got = treeshap.shap_values(forest, X)
+    assert got.shape == (X.shape[0], N_FEATURES)
+    if X.shape[0]:
+        want = np.asarray(_explainer(name).shap_values(X))
+        assert np.array_equal(got, want)
+
+
+def _splits_again(nodes, i=0, seen=frozenset()) -> bool:
+    """Does a path from node ``i`` split on a feature already split on above it?"""
+    if nodes[i]["is_leaf"]:
+        return False
+    f = int(nodes[i]["feature_idx"])
+    return (f in seen or _splits_again(nodes, int(nodes[i]["left"]), seen | {f})
+            or _splits_again(nodes, int(nodes[i]["right"]), seen | {f}))
+
+
+def test_the_deep_trees_split_again_on_a_feature_of_their_path(small_models):
+    """So the unwinding of a path element is exercised by the property test above."""
+    assert any(_splits_again(p[0].nodes)
+               for p in fitted_model(small_models["deep"])._predictors)
+
+
+def test_the_bundled_models_contributions_are_shaps(bundled):
+    rng = np.random.default_rng(3)
+    names = F.feature_names()
+    X = rng.normal(0.0, 3.0, (300, len(names)))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    frame = pl.DataFrame({n: X[:, j] for j, n in enumerate(names)})
+    got = bundled.contributions(frame)
+    assert np.array_equal(got, bundled.contributions_reference(frame))
+    assert bundled.contributions(frame.head(0)).shape == (0, len(names))
+
+
+def test_a_forest_of_several_classes_is_left_to_shap(small_models):
+    from engine.risk import treeshap
+
+    with pytest.raises(ValueError, match="one per class"):
+        treeshap.shap_values(trees.compile_forest(small_models["multi"]), np.zeros((1, 5)))
+
+
+def test_predictions_in_blocks_of_rows_are_those_of_one_matrix(bundled, monkeypatch):
+    from engine.risk import model as M
+    frame = pl.DataFrame(np.random.default_rng(4).normal(0.0, 3.0, (1000, len(bundled.features))),
+                         schema=list(F.feature_names()), orient="row")
+    whole = bundled._compiled().predict(F.matrix(frame))
+    monkeypatch.setattr(M, "PREDICT_BLOCK_ROWS", 300)         # 300, 300, 300, 100
+    assert np.array_equal(bundled.predict(frame), whole)

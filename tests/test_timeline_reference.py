@@ -138,6 +138,7 @@ def test_timelines_equal_reference(data):
             assert a.equals(b, check_names=False), (pack.name, c)
 
 
+@settings(deadline=None)          # the first example loads the compiled kernel from its cache
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_round9_is_polars_round_9(v):
     want = pl.Series([v]).round(9)[0]

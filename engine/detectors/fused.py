@@ -21,6 +21,7 @@ import pyarrow as pa
 from . import kernels_fused as kf
 from . import kernels_stateful as ks
 from . import kernels_window as kw
+from .. import arrow_buffers
 from ..memory import POOL
 from .registry import FLOAT, frozen
 from .spec import ResolvedSpec
@@ -200,8 +201,7 @@ def as_series(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     n = values.size
     if n == 0:
         return pl.Series(name, [], dtype=pl.Float64)
-    arr = pa.Array.from_buffers(pa.float64(), n, [pa.py_buffer(valid), pa.py_buffer(values)])
-    return pl.Series(name, arr)
+    return arrow_buffers.series(name, pa.float64(), values, valid)
 
 
 def run(view, specs) -> tuple[dict[str, pl.Series], int]:

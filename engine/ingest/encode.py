@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numba import njit
+from numba import njit, prange
 
-from ..config import JIT
+from ..config import JIT, JIT_PARALLEL
 
 #: below this many rows per run on average, a column is treated as shuffled (hash every row)
 MIN_ROWS_PER_RUN = 8
@@ -41,6 +41,24 @@ SAME, CHANGED, UNDECIDED = 0, 1, 2
 
 
 @njit(**JIT)
+def _view_flag(views, vbytes, i):
+    """Row ``i``'s text against row ``i - 1``'s (``i >= 1``): SAME, CHANGED or UNDECIDED."""
+    w0, w1 = views[i, 0], views[i, 1]
+    p0, p1 = views[i - 1, 0], views[i - 1, 1]
+    if w0 == p0 and w1 == p1:
+        return SAME
+    length = w0 & 0xFFFFFFFF
+    if length != p0 & 0xFFFFFFFF:
+        return CHANGED
+    if length <= 12:
+        for k in range(4, 4 + length):
+            if vbytes[i, k] != vbytes[i - 1, k]:
+                return CHANGED
+        return SAME
+    return CHANGED if w0 != p0 else UNDECIDED
+
+
+@njit(**JIT_PARALLEL)
 def _view_changes(views, vbytes, out):
     """Flag each row of an Arrow string-view array against the previous row (row 0: SAME).
 
@@ -48,28 +66,14 @@ def _view_changes(views, vbytes, out):
     bytes, or its first 4 bytes, the index of the data buffer holding it and its offset there.
     Equal views are equal texts (short texts are zero-padded); different lengths, or short
     texts with a different byte, differ; long texts with the same length and first bytes at
-    different places are UNDECIDED (the caller compares them).
+    different places are UNDECIDED (the caller compares them). Each row depends only on itself
+    and its predecessor, so the rows are split among the threads.
     """
-    if views.shape[0]:
+    n = views.shape[0]
+    if n:
         out[0] = SAME
-    for i in range(1, views.shape[0]):
-        w0, w1 = views[i, 0], views[i, 1]
-        p0, p1 = views[i - 1, 0], views[i - 1, 1]
-        if w0 == p0 and w1 == p1:
-            out[i] = SAME
-            continue
-        length = w0 & 0xFFFFFFFF
-        if length != p0 & 0xFFFFFFFF:
-            out[i] = CHANGED
-        elif length <= 12:
-            flag = SAME
-            for k in range(4, 4 + length):
-                if vbytes[i, k] != vbytes[i - 1, k]:
-                    flag = CHANGED
-                    break
-            out[i] = flag
-        else:
-            out[i] = CHANGED if w0 != p0 else UNDECIDED
+    for i in prange(1, n):
+        out[i] = _view_flag(views, vbytes, i)
 
 
 @njit(**JIT)
@@ -81,18 +85,16 @@ def _run_ids(changed, out):
         out[i] = run
 
 
-def rle_id(col: pl.Series) -> np.ndarray:
-    """uint32 id of each row's run of equal values, as :meth:`polars.Expr.rle_id` gives.
+def change_flags(col: pl.Series) -> np.ndarray | None:
+    """uint8 per row: 1 where a text column's value differs from the previous row's (row 0: 0).
 
-    A text column without nulls is read in place: one sequential pass compares the 16-byte
-    Arrow view of each row with the previous row's (the text itself for a short id, its length
-    and first bytes for a long one, whose remaining bytes polars then compares only where those
-    agree). About 3× faster than polars' own on a column read from Parquet in row groups, and
-    ingest runs it on every text column. Other columns go to polars.
+    Read in place from the column's Arrow string views (see :func:`rle_id`); None for a column
+    that cannot be read so (not text, with nulls, empty, or not held as string views), which
+    the caller hands to polars.
     """
     n = col.len()
     if col.dtype != pl.String or col.null_count() or n == 0 or n >= 1 << 32:
-        return col.rle_id().to_numpy()
+        return None
     flags = np.empty(n, np.uint8)
     at = 0
     for chunk in col.get_chunks():
@@ -101,7 +103,7 @@ def rle_id(col: pl.Series) -> np.ndarray:
             continue
         arr = chunk.to_arrow(compat_level=pl.CompatLevel.newest())
         if not isinstance(arr, pa.StringViewArray) or arr.offset:
-            return col.rle_id().to_numpy()
+            return None
         vbytes = np.frombuffer(arr.buffers()[1], np.uint8, count=16 * m).reshape(m, 16)
         _view_changes(vbytes.view(np.int64), vbytes, flags[at:at + m])
         if at:                           # the first row against the previous chunk's last
@@ -112,7 +114,22 @@ def rle_id(col: pl.Series) -> np.ndarray:
         rows = pl.Series(undecided)
         differ = (col.gather(rows) != col.gather(rows - 1)).to_numpy()
         flags[undecided] = differ
-    out = np.empty(n, np.uint32)
+    return flags
+
+
+def rle_id(col: pl.Series) -> np.ndarray:
+    """uint32 id of each row's run of equal values, as :meth:`polars.Expr.rle_id` gives.
+
+    A text column without nulls is read in place: one pass compares the 16-byte Arrow view of
+    each row with the previous row's (the text itself for a short id, its length and first
+    bytes for a long one, whose remaining bytes polars then compares only where those agree).
+    About 3× faster than polars' own on a column read from Parquet in row groups, and ingest
+    runs it on every text column. Other columns go to polars.
+    """
+    flags = change_flags(col)
+    if flags is None:
+        return col.rle_id().to_numpy()
+    out = np.empty(flags.size, np.uint32)
     _run_ids(flags, out)
     return out
 

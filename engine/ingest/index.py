@@ -14,7 +14,7 @@ import polars as pl
 
 from ..schema import METRIC_NAMES
 from . import kernels as K
-from .encode import rle_id
+from .encode import change_flags
 
 
 @dataclass(frozen=True)
@@ -100,24 +100,27 @@ class SeriesIndex:
         if n == 0:
             return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int16),
                        pl.Series("patient_id", [], dtype=pl.String))
-        prun_rows = rle_id(clean["patient_id"])
-        offsets = K.series_bounds(prun_rows, rle_id(clean["metric"]))
+        pnew = _changes(clean["patient_id"])
+        offsets = K.series_starts(pnew, _changes(clean["metric"]))
         heads = offsets[:-1]
-        prun = prun_rows[heads].astype(np.int64)
-        ids = clean["patient_id"].cast(pl.String).gather(heads[_firsts(prun)])
+        first = pnew[heads].astype(bool)
+        first[0] = True
+        ids = clean["patient_id"].cast(pl.String).gather(heads[first])
+        patient = (np.cumsum(first, dtype=np.int32) - 1).astype(np.int32)
+        names = clean["metric"].cast(pl.String).gather(heads)
         code = {m: i for i, m in enumerate(METRIC_NAMES)}
-        names = clean["metric"].cast(pl.String).gather(heads).to_list()
-        metric = np.array([code.get(x, -1) for x in names], np.int16)
-        patient = (prun - prun[0]).astype(np.int32) if prun.size else prun.astype(np.int32)
-        return cls(offsets, _dense(patient), metric, ids)
+        distinct = names.unique().to_list()
+        metric = names.replace_strict(distinct, [code.get(x, -1) for x in distinct],
+                                      return_dtype=pl.Int16).to_numpy()
+        return cls(offsets, patient, metric.astype(np.int16), ids)
 
 
-def _firsts(codes: np.ndarray) -> np.ndarray:
-    """Index of the first series of each patient (codes non-decreasing)."""
-    return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-
-
-def _dense(codes: np.ndarray) -> np.ndarray:
-    """Non-decreasing codes renumbered 0, 1, 2… (a patient per distinct code)."""
-    step = np.r_[0, (codes[1:] != codes[:-1]).astype(np.int32)]
-    return np.cumsum(step, dtype=np.int32)
+def _changes(col: pl.Series) -> np.ndarray:
+    """uint8 per row: 1 where the value differs from the previous row's (row 0: 0)."""
+    flags = change_flags(col)
+    if flags is None:
+        run = col.rle_id().to_numpy()
+        flags = np.empty(run.size, np.uint8)
+        flags[:1] = 0
+        np.not_equal(run[1:], run[:-1], out=flags[1:].view(np.bool_))
+    return flags

@@ -152,6 +152,21 @@ def same_as_previous(rows, p, m, ts):
 
 
 @njit(**JIT)
+def series_starts(pnew, mnew):
+    """Offsets (int64[s+1]) of the series of sorted rows, given where the patient and where
+    the metric differ from the previous row's (uint8 flags, row 0's ignored)."""
+    n = pnew.size
+    starts = np.empty(n + 1, np.int64)
+    s = 0
+    for i in range(n):
+        if i == 0 or pnew[i] | mnew[i]:
+            starts[s] = i
+            s += 1
+    starts[s] = n
+    return starts[:s + 1].copy()
+
+
+@njit(**JIT)
 def series_bounds(p, m):
     """Offsets (int64[s+1]) of the runs of equal (patient, metric) of sorted codes."""
     n = p.size

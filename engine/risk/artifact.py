@@ -45,8 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
-
 from ..errors import ModelError
 from ..sinks import fsync_dir
 
@@ -207,7 +205,7 @@ def save_artifact(directory: str | Path, *, model: Any, features: list[str], car
                "features": list(features), "card_digest": card_digest(body)}
     model_path = directory / MODEL_FILE
     try:
-        data = sio.dumps(payload, compression=zipfile.ZIP_DEFLATED)
+        data = _sio().dumps(payload, compression=zipfile.ZIP_DEFLATED)
     except Exception as exc:  # skops refuses some objects (unsupported types, recursion)
         raise ModelError(f"the model cannot be written as a skops file ({type(exc).__name__}: "
                          f"{_short(exc)}); nothing was written.", path=str(model_path)) from None
@@ -404,6 +402,22 @@ def _write_files(directory: Path, files: list[tuple[str, bytes]]) -> None:
 # -- loading ---------------------------------------------------------------------------------
 
 
+def _sio():
+    """:mod:`skops.io`, imported when a model file is written or read: importing it imports
+    scikit-learn (3-4 s), which a run whose compiled model is cached does without
+    (:mod:`engine.risk.compiled_cache`)."""
+    import skops.io
+
+    return skops.io
+
+
+def installed_sklearn() -> str:
+    """The installed scikit-learn's version, read from its metadata (without importing it)."""
+    return metadata.version("scikit-learn")
+
+
+
+
 def load_artifact(directory: str | Path, *,
                   expected_features: list[str] | None = None) -> LoadedModel:
     """Read and check a model folder written by :func:`save_artifact`.
@@ -465,7 +479,7 @@ def load_artifact(directory: str | Path, *,
                          f"({_names(unused)}); it was not written by veille and was not loaded. "
                          f"{_RETRAIN}", path=str(model_path))
     try:
-        payload, failure = sio.loads(data, trusted=list(TRUSTED_TYPES)), None
+        payload, failure = _sio().loads(data, trusted=list(TRUSTED_TYPES)), None
     except Exception as exc:
         payload, failure = None, f"{type(exc).__name__}: {_short(exc)}"
     if failure is not None:
@@ -601,7 +615,7 @@ def _foreign_types(data: bytes) -> tuple[list[str], list[str]]:
     """Types in a skops file that veille does not accept, without building anything:
     ``(untrusted, unused)`` — those skops does not trust by default and TRUSTED_TYPES does not
     list, and the scikit-learn types SKLEARN_TYPES does not list."""
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    untrusted = [t for t in _sio().get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         schema = json.loads(zf.read("schema.json"))
     named: set[str] = set()
@@ -760,8 +774,7 @@ def _objects_of(root, cls, path: Path, limit: int = 1_000_000):
 def _check_sklearn_version(card: dict, path: Path, installed: str | None = None) -> None:
     """Refuse a model trained with another scikit-learn major.minor than ``installed``."""
     if installed is None:
-        import sklearn
-        installed = sklearn.__version__
+        installed = installed_sklearn()
     recorded = card.get("libraries", {}).get("scikit-learn")
     if not isinstance(recorded, str):
         raise ModelError(f"does not record the scikit-learn version it was trained with; the "

@@ -5,7 +5,8 @@ calibrated probability for every row of a feature frame, and for chosen rows the
 features that raised it most, in a nurse's words ("weight +2.1 kg over 3 days", "SpO2 3.0
 points under usual"). The contributions are SHAP values of the gradient-boosting model (its
 log-odds, before calibration: the calibration is monotonic, so it does not change which
-features raised the risk), computed by ``shap``'s tree explainer.
+features raised the risk), computed on its compiled trees (:mod:`engine.risk.treeshap`)
+exactly as ``shap``'s tree explainer computes them.
 """
 from __future__ import annotations
 
@@ -178,16 +179,22 @@ def fitted_model(calibrated):
     return getattr(est, "estimator", est)
 
 
+#: rows of the feature frame :meth:`RiskModel.predict` turns into a matrix at a time
+PREDICT_BLOCK_ROWS = 1 << 18
+
+
 class RiskModel:
     """A loaded, verified risk model (see :func:`engine.risk.artifact.load_artifact`)."""
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, compiled=None):
         self.loaded = loaded
-        self.model = loaded.model
+        self._model = loaded.model      # None when loaded from the cache: see .model
         self.card = loaded.card
         self.features = tuple(loaded.features)
         self._explainer = None
         self._fast = self._fast_for = None
+        if compiled is not None:    # from the cache (engine.risk.compiled_cache): no model
+            self._fast, self._fast_for = compiled, self._model
         self._compiled()            # the trees flattened at load
 
     @classmethod
@@ -197,12 +204,38 @@ class RiskModel:
         from ..paths import bundled
         from .artifact import load_artifact
 
+        from . import compiled_cache
+
         folder = bundled("models") / DEFAULT_MODEL if str(path) == DEFAULT_MODEL else Path(path)
         if not folder.is_dir():
             raise InputError("no risk model there: give a folder written by `veille train` "
                              "(model.skops and card.json), 'default' or 'none'.",
                              path=str(folder))
-        return cls(load_artifact(folder, expected_features=list(F.feature_names())))
+        expected = list(F.feature_names())
+        cached = compiled_cache.load(folder, expected)
+        if cached is not None:
+            return cls(*cached)
+        model = cls(load_artifact(folder, expected_features=expected))
+        compiled_cache.store(model.loaded, model._compiled(), expected)
+        return model
+
+    @property
+    def model(self):
+        """The scikit-learn model. A model loaded from the cache reads (and checks) it on first
+        access: only the references (:meth:`predict_reference`,
+        :meth:`contributions_reference`) and models the compiled trees do not reproduce need
+        it."""
+        if self._model is None:
+            from .artifact import load_artifact
+
+            self.loaded = load_artifact(self.loaded.directory,
+                                        expected_features=list(self.features))
+            self._model = self._fast_for = self.loaded.model
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value             # compiled afresh on the next prediction
 
     @property
     def name(self) -> str:
@@ -223,11 +256,17 @@ class RiskModel:
         scikit-learn (:meth:`predict_reference`)."""
         if frame.height == 0:
             return np.zeros(0)
-        X = F.matrix(frame)
         fast = self._compiled()
-        if fast is None or X.shape[1] != fast.n_features:
-            return self.model.predict_proba(X)[:, 1]
-        return fast.predict(X)
+        # in blocks of rows (each row's probability is its own): the input matrix of a whole
+        # 1e7-row run's grid would be a copy of every feature at once (about 650 MB)
+        out = np.empty(frame.height)
+        for a in range(0, frame.height, PREDICT_BLOCK_ROWS):
+            part = frame.slice(a, PREDICT_BLOCK_ROWS)
+            X = F.matrix(part)
+            if fast is None or X.shape[1] != fast.n_features:
+                return self.model.predict_proba(F.matrix(frame))[:, 1]
+            out[a:a + part.height] = fast.predict(X)
+        return out
 
     def predict_reference(self, frame: pl.DataFrame) -> np.ndarray:
         """:meth:`predict` by scikit-learn's ``predict_proba``: the reference."""
@@ -238,10 +277,10 @@ class RiskModel:
     def _compiled(self):
         """The model's trees flattened for :mod:`engine.risk.trees` (once per model object;
         None: scikit-learn predicts)."""
-        if self._fast_for is not self.model:
+        if self._fast_for is not self._model:
             from .trees import compile_model
 
-            self._fast, self._fast_for = compile_model(self.model), self.model
+            self._fast, self._fast_for = compile_model(self._model), self._model
         return self._fast
 
     def _trees(self):
@@ -249,7 +288,23 @@ class RiskModel:
         return fitted_model(self.model)
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """SHAP values (log-odds, rows × features) of the gradient-boosting model."""
+        """SHAP values (log-odds, rows × features) of the gradient-boosting model: computed by
+        :mod:`engine.risk.treeshap` on the compiled trees, ``shap.TreeExplainer``'s bit for bit
+        (tested), without importing shap; by shap itself for a model the compiled trees do not
+        reproduce (:meth:`contributions_reference`)."""
+        X = F.matrix(frame)
+        if X.shape[0] == 0:
+            return np.zeros((0, len(self.features)))
+        fast = self._compiled()
+        if fast is not None and X.shape[1] == fast.n_features \
+                and fast.parts[0][0].cover is not None:
+            from .treeshap import shap_values
+
+            return shap_values(fast.parts[0][0], X)
+        return self.contributions_reference(frame)
+
+    def contributions_reference(self, frame: pl.DataFrame) -> np.ndarray:
+        """:meth:`contributions` by ``shap.TreeExplainer``: the reference."""
         import shap
 
         if self._explainer is None:

@@ -88,6 +88,7 @@ class Forest:
     roots: np.ndarray         # int32
     depth: np.ndarray         # int64, per tree
     baseline: np.ndarray      # float64, one per tree of an iteration
+    cover: np.ndarray | None = None   # float64: the training samples that reached each node
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """The raw predictions (``n_samples × trees per iteration``) of ``X`` (float64,
@@ -139,6 +140,7 @@ def compile_forest(hgb) -> Forest | None:
             return None
         trees += [p.nodes for p in row]
     feature, threshold, missing_left, child, value, roots, depths = [], [], [], [], [], [], []
+    cover = []
     for nodes in trees:
         order = _breadth_first(nodes, n_features)
         if order is None:
@@ -161,6 +163,7 @@ def compile_forest(hgb) -> Forest | None:
                 missing_left.append(1 if node["missing_go_to_left"] else 0)
                 child.append(new[int(node["left"])])
             value.append(node["value"])
+            cover.append(float(node["count"]))
     if len(value) >= np.iinfo(np.int32).max:
         return None
     return Forest(n_features=n_features,
@@ -171,7 +174,8 @@ def compile_forest(hgb) -> Forest | None:
                   value=np.asarray(value, dtype=np.float64),
                   roots=np.asarray(roots, dtype=np.int32),
                   depth=np.asarray(depths, dtype=np.int64),
-                  baseline=np.ascontiguousarray(baseline.reshape(-1), dtype=np.float64))
+                  baseline=np.ascontiguousarray(baseline.reshape(-1), dtype=np.float64),
+                  cover=np.asarray(cover, dtype=np.float64))
 
 
 def _breadth_first(nodes, n_features) -> tuple[list[int], int] | None:
@@ -264,12 +268,17 @@ def compile_model(model) -> Calibrated | None:
 
 
 def warmup() -> None:
-    """Compile (or load from the on-disk cache) :func:`_forest_raw` with a run's argument types,
-    on a one-split tree: the types do not depend on the model."""
+    """Compile (or load from the on-disk cache) :func:`_forest_raw` and the SHAP values'
+    kernel (:mod:`.treeshap`) with a run's argument types, on a one-split tree: the types do
+    not depend on the model."""
+    from .treeshap import shap_values
+
     forest = Forest(n_features=1, feature=np.zeros(3, np.int32),
                     threshold=np.array([0.5, np.inf, np.inf]), missing_left=np.ones(3, np.uint8),
                     child=np.array([1, 1, 2], np.int32), value=np.array([0.0, -1.0, 1.0]),
                     roots=np.zeros(1, np.int32), depth=np.ones(1, np.int64),
-                    baseline=np.zeros(1))
+                    baseline=np.zeros(1), cover=np.array([2.0, 1.0, 1.0]))
     # a column-major matrix, as polars gives: transposed, it is the C-contiguous input
-    forest.raw(np.asfortranarray(np.array([[0.0], [1.0], [np.nan]])))
+    X = np.asfortranarray(np.array([[0.0], [1.0], [np.nan]]))
+    forest.raw(X)
+    shap_values(forest, X)

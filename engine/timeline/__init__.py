@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .. import arrow_buffers
 from ..detect import Detections
 from ..detectors.fused import as_series
 from ..ingest.index import SeriesIndex
@@ -417,7 +418,10 @@ def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
 
 def ts_series(us: np.ndarray, name: str = "ts", missing: np.ndarray | None = None) -> pl.Series:
     """µs since the epoch as a UTC timestamp Series (:data:`engine.schema.TS_DTYPE`), null
-    where ``missing``; without a polars pass (Arrow takes the int64 buffer as it is), since the
+    where ``missing``; over the int64 buffer as it is (:mod:`engine.arrow_buffers`), since the
     episodes stage makes these for every pack of every chunk."""
-    return pl.Series(name, pa.array(np.asarray(us, np.int64), type=pa.timestamp("us", "UTC"),
-                                    mask=missing))
+    us = np.ascontiguousarray(us, np.int64)
+    validity = None
+    if missing is not None and missing.any():
+        validity = np.packbits(~np.asarray(missing, np.bool_), bitorder="little")
+    return arrow_buffers.series(name, pa.timestamp("us", "UTC"), us, validity)
