@@ -41,13 +41,14 @@ def test_scoring_without_a_model_never_imports_pandas_or_pyarrow_compute():
     assert out.stdout.strip().splitlines()[-1] == "False False"
 
 
-def test_buffer_series_keep_their_name_and_share_the_buffer():
+def test_buffer_series_keep_their_name_and_share_arrow_memory():
     import pyarrow as pa
 
     from engine import arrow_buffers
-    values = np.array([1.0, 2.0, 3.0])
+    values = arrow_buffers.empty(3, np.float64)
+    values[:] = [1.0, 2.0, 3.0]
     s = arrow_buffers.series("v", pa.float64(), values,
                              np.packbits(np.array([1, 0, 1], np.bool_), bitorder="little"))
     assert s.name == "v" and s.dtype == pl.Float64 and s.to_list() == [1.0, None, 3.0]
-    values[2] = 9.0                      # no copy: the Series reads the array itself
+    values[2] = 9.0                      # no copy: the Series reads the Arrow buffer itself
     assert s[2] == 9.0

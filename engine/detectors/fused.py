@@ -22,7 +22,6 @@ from . import kernels_fused as kf
 from . import kernels_stateful as ks
 from . import kernels_window as kw
 from .. import arrow_buffers
-from ..memory import POOL
 from .registry import FLOAT, frozen
 from .spec import ResolvedSpec
 
@@ -175,11 +174,11 @@ def run_arrays(ts, x, offsets, series_group, p: Plan, out: np.ndarray | None = N
         n, in_start = x.size, offsets[:-1]
     else:
         n = int(offsets[-1]) if offsets.size else 0
-    # allocated outside numba (whose arrays get no huge pages), reusing the memory of a released
-    # output when there is one (see engine.memory)
+    # allocated outside numba: in Arrow memory, which the outputs' Series read in place
+    # (engine.arrow_buffers)
     if out is None:
-        out = POOL.empty((r, n), np.float64)
-    valid = np.empty((r, (n + 7) // 8) if bits else (r, 0), dtype=np.uint8)
+        out = arrow_buffers.empty((r, n), np.float64)
+    valid = arrow_buffers.empty((r, (n + 7) // 8) if bits else (r, 0), np.uint8)
     part = np.empty((r, 2 * s) if bits else (r, 0), dtype=np.uint8)
     unsorted = np.full(s, -1, dtype=np.int64)
     if n:

@@ -268,11 +268,13 @@ def _worker(job: Job, phase: str, batches):
     through :func:`engine.pipeline.score_slice`; yields one Arrow batch of ``kind, payload``."""
     import pyarrow as pa
 
+    from .. import arrow_buffers
     from ..pipeline import score_slice
 
     if phase == "ingest":
         _prepare(job)
-    data = [pl.from_arrow(b) for b in batches]
+    # the batches lie on the bytes Python read from Spark's socket: polars gets an Arrow copy
+    data = [pl.from_arrow(arrow_buffers.owned(b)) for b in batches]
     data = [d for d in data if d.height]
     if not data:
         return

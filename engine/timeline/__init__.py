@@ -344,13 +344,13 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
                     has_until, until, cap_off, tick0, nticks, buf, readings)
     tl_off = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
     n = int(tl_off[-1])
-    tl_ts = POOL.empty(n, np.int64)
+    tl_ts = arrow_buffers.empty(n, np.int64)       # read in place by Timeline.ts
     tl_pat = POOL.empty(n, np.int32)
     K.compact(buf, cap_off, count, tl_off, tl_ts, tl_pat)
     del buf
 
     kind, metric, any_metric, sets, base, stale = cols.arrays()
-    out = POOL.empty((len(cols.names), n), np.float64)
+    out = arrow_buffers.empty((len(cols.names), n), np.float64)    # the columns, in place
     flat = det.flat if det is not None else np.zeros(1)
     position = det.position if det is not None else np.zeros(index.n_series, np.int64)
     K.columns(tel.ts, tel.x, index.offsets, pser, index.metric, position, cohort.start, tl_off,
@@ -403,7 +403,7 @@ def _frame(names, kind, out: np.ndarray, flags, n: int) -> pl.DataFrame:
     Arrow validity bitmap), flags and fresh readings become Booleans."""
     if not names:
         return pl.DataFrame(height=n)
-    valid = POOL.empty((len(names), (n + 7) // 8), np.uint8)
+    valid = arrow_buffers.empty((len(names), (n + 7) // 8), np.uint8)
     K.validity(out, valid)
     series = []
     for c, name in enumerate(names):
