@@ -10,10 +10,11 @@ requests with it (the smallest kept block large enough), so a run touches fresh 
 its largest chunk's working set.
 
 Safety: an array is handed out as a view ``flat`` of a kept block whose base is a
-``memoryview`` (not an ndarray), so every view numpy derives from it (rows, slices), and every
-polars or Arrow column built on those views, keeps ``flat`` itself alive; the block returns to
-the pool only when ``flat`` is garbage collected (``weakref.finalize``), i.e. when nothing can
-read it any more.
+``memoryview`` (not an ndarray), so every view numpy derives from it (rows, slices) keeps
+``flat`` itself alive; the block returns to the pool only when ``flat`` is garbage collected
+(``weakref.finalize``), i.e. when nothing can read it any more. Pool blocks are scratch: arrays
+that become polars columns are allocated in Arrow memory (:mod:`engine.arrow_buffers`), and a
+column built over a pool block reads a copy.
 """
 from __future__ import annotations
 
