@@ -15,7 +15,10 @@ from rich.text import Text
 
 from ..paths import bundled, sample_cohort
 from ..sinks import check_outputs, output_format, write_frames
-from ._common import cell, console, err_console, friendly_errors, say
+from ._common import cell, console, err_console, friendly_errors, say, stop_at_once
+
+#: what a run stopped while its kernels load says (see stop_at_once)
+STOPPED_LOADING = "interrupted while the kernels were loading: nothing was written."
 
 STAGES = {"ingest": "checking and normalising telemetry", "detect": "running detectors",
           "timeline": "building evaluation timelines", "rules": "evaluating rules",
@@ -172,14 +175,15 @@ def score(
                 silences=load_silences(silences) if hygiene_cfg and silences else [],
                 progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         elif how.streams:
-            if not is_cached():
-                say("compiling the kernels (first run after install; later runs load them "
-                    "from the on-disk cache)…", err=True)
-            warmup_ingest()
-            engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
-                                       model=None if model == "none" else model,
-                                       lang=lang, hygiene=hygiene_cfg)
-            warmup(engine.ruleset)
+            with stop_at_once(STOPPED_LOADING):
+                if not is_cached():
+                    say("compiling the kernels (first run after install; later runs load "
+                        "them from the on-disk cache)…", err=True)
+                warmup_ingest()
+                engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                           model=None if model == "none" else model,
+                                           lang=lang, hygiene=hygiene_cfg)
+                warmup(engine.ruleset)
             bar.update(task, total=2 * how.rows if as_of_dt is None else how.rows)
             done = {"patients": 0}
 
@@ -207,17 +211,18 @@ def score(
                 pending = pool.submit(
                     load_inputs, str(telemetry), str(patients) if patients else None, tz=tz,
                     columns=renames, metric=metric, unit=unit, programme=programme)
-                try:
-                    if not is_cached():
-                        say("compiling the kernels (first run after install; later runs load "
-                            "them from the on-disk cache)…", err=True)
-                    warmup_ingest()      # ready before the file is read: ingest needs them next
-                    engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
-                                               model=None if model == "none" else model,
-                                               lang=lang, hygiene=hygiene_cfg)
-                    warmup(engine.ruleset)
-                finally:
-                    inputs = pending.result()  # an input error wins: it is the first to fix
+                with stop_at_once(STOPPED_LOADING):
+                    try:
+                        if not is_cached():
+                            say("compiling the kernels (first run after install; later runs "
+                                "load them from the on-disk cache)…", err=True)
+                        warmup_ingest()  # ready before the file is read: ingest needs them next
+                        engine = Engine.from_paths(rules or [bundled("rules")], sites=site,
+                                                   model=None if model == "none" else model,
+                                                   lang=lang, hygiene=hygiene_cfg)
+                        warmup(engine.ruleset)
+                    finally:
+                        inputs = pending.result()  # an input error wins: the first to fix
             muted = []
             if hygiene_cfg is not None:
                 from ..store import store_silences

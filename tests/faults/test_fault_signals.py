@@ -15,6 +15,32 @@ from engine.synth import generate_cohort
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("into_s", [0.3, 2.0])
+def test_a_signal_while_the_kernels_compile_stops_the_run_cleanly(tmp_path, sig, into_s):
+    """A first run compiles the kernels (an empty cache): a signal then, inside numba's
+    compiler, ended the process with a segmentation fault instead of exit 130."""
+    c = generate_cohort(5, days=2, seed=5)
+    c.telemetry.write_parquet(tmp_path / "t.parquet")
+    c.patients.write_parquet(tmp_path / "p.parquet")
+    out = tmp_path / "q.parquet"
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "VEILLE_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "score", str(tmp_path / "t.parquet"), "--patients",
+         str(tmp_path / "p.parquet"), "--model", "none", "--out", str(out)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()
+    assert first.startswith("compiling the kernels"), first
+    time.sleep(into_s)                        # inside the compiler
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (proc.returncode, first + stderr)
+    assert "nothing was written" in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_run_cleanly(tmp_path, sig):
     c = generate_cohort(20, days=7, seed=5)
     c.telemetry.write_parquet(tmp_path / "t.parquet")
