@@ -32,8 +32,13 @@ def _dispatchers():
            detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
            trees._forest_raw, treeshap._shap_values, features._count_at_or_before,
            parquet_walk.walk]
+    from numba.core.caching import NullCache
+
+    # every cached kernel of these modules; a helper only other kernels call is compiled into
+    # them and has no cache entry of its own (cache=False), so it is not listed
     for module in (ingest_kernels, timeline_kernels):
-        out += [v for v in vars(module).values() if hasattr(v, "_cache")]
+        out += [v for v in vars(module).values()
+                if hasattr(v, "_cache") and not isinstance(v._cache, NullCache)]
     return out
 
 

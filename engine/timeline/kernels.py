@@ -203,7 +203,7 @@ def validity(out, valid):
             vrow[byte] = bits
 
 
-@njit(**JIT)
+@njit(**dict(JIT, cache=False))    # compiled into its callers only: no cache entry of its own
 def _set_times(ts, offsets, smetric, s0, s1, any_metric, mask):
     """The sorted times of the readings of a patient's series ``s0..s1`` whose metric is in the
     set (``any_metric``, else ``mask[m]``)."""
