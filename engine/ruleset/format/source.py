@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import types
 import typing
@@ -301,35 +302,46 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+#: the characters :func:`_too_deep_flow` acts on (every other one only moves it along)
+_FLOW_TOKENS = re.compile(r"""['"#\\\[\]{}]""")
+#: control characters a rule file may not hold (tab, line feed and carriage return it may)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _too_deep_flow(text: str) -> int | None:
     """Index of the first ``[`` or ``{`` nested deeper than :data:`MAX_DEPTH` outside quotes
     and comments, or None: caught before the YAML scanner, which would take seconds on tens of
-    thousands of brackets."""
-    depth, i, n = 0, 0, len(text)
-    quote = None
-    while i < n:
+    thousands of brackets. Visits only the characters that matter (quotes, backslashes,
+    comment marks, brackets), each in the order a scan of every character would."""
+    depth, quote = 0, None
+    skip = 0                                   # characters before this index are skipped
+    for m in _FLOW_TOKENS.finditer(text):
+        i = m.start()
+        if i < skip:
+            continue
         ch = text[i]
         if quote:
             if ch == quote:
                 if quote == "'" and text.startswith("''", i):
-                    i += 1
+                    skip = i + 2
                 else:
                     quote = None
             elif ch == "\\" and quote == '"':
-                i += 1
+                skip = i + 2
         elif ch in "'\"":
             quote = ch
-        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
-            nl = text.find("\n", i)
-            i = n if nl < 0 else nl
-            continue
+        elif ch == "#":
+            if i == 0 or text[i - 1] in " \t\n":
+                nl = text.find("\n", i)
+                if nl < 0:
+                    return None
+                skip = nl
         elif ch in "[{":
             depth += 1
             if depth > MAX_DEPTH:
                 return i
         elif ch in "]}":
             depth = max(0, depth - 1)
-        i += 1
     return None
 
 
@@ -529,7 +541,8 @@ def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = Non
         diags.add(label, 0, 0, f"the text has {len(text):,} characters; a rule file may have "
                   f"at most {MAX_BYTES:,}.")
         return None
-    bad = next((i for i, ch in enumerate(text) if ch < " " and ch not in "\t\n\r"), None)
+    found = _CONTROL.search(text)
+    bad = found.start() if found else None
     if bad is not None:
         line, col = _line_col(text, bad)
         diags.add(label, line, col, f"control character U+{ord(text[bad]):04X} in the file.",
