@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import re
 import signal
@@ -92,3 +93,9 @@ def stop_at_once(message: str):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def settled() -> None:
+    """Once a command has loaded its kernels, rule packs and model: those objects live until
+    the process ends, so the garbage collector stops traversing them (``gc.freeze``)."""
+    gc.freeze()

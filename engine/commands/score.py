@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..paths import bundled, sample_cohort
 from ..sinks import check_outputs, output_format, write_frames
-from ._common import cell, console, err_console, friendly_errors, say, stop_at_once
+from ._common import cell, console, err_console, friendly_errors, say, settled, stop_at_once
 
 #: what a run stopped while its kernels load says (see stop_at_once)
 STOPPED_LOADING = "interrupted while the kernels were loading: nothing was written."
@@ -184,6 +184,7 @@ def score(
                                            model=None if model == "none" else model,
                                            lang=lang, hygiene=hygiene_cfg)
                 warmup(engine.ruleset)
+            settled()
             bar.update(task, total=2 * how.rows if as_of_dt is None else how.rows)
             done = {"patients": 0}
 
@@ -223,6 +224,7 @@ def score(
                         warmup(engine.ruleset)
                     finally:
                         inputs = pending.result()  # an input error wins: the first to fix
+            settled()
             muted = []
             if hygiene_cfg is not None:
                 from ..store import store_silences

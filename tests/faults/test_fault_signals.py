@@ -25,7 +25,10 @@ def test_a_signal_while_the_kernels_compile_stops_the_run_cleanly(tmp_path, sig,
     out = tmp_path / "q.parquet"
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "VEILLE_CACHE_DIR": str(cache)}
+    # numba's cache follows VEILLE_CACHE_DIR unless NUMBA_CACHE_DIR is set (this process's
+    # import of engine set it)
+    env = {**{k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"},
+           "PYTHONPATH": os.getcwd(), "VEILLE_CACHE_DIR": str(cache)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "score", str(tmp_path / "t.parquet"), "--patients",
          str(tmp_path / "p.parquet"), "--model", "none", "--out", str(out)],
