@@ -20,11 +20,13 @@ first call.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import InputError
@@ -56,6 +58,38 @@ def unseal(blob: bytes) -> bytes | None:
         return None
     digest, payload = blob[head:head + _DIGEST], blob[head + _DIGEST:]
     return payload if hashlib.sha256(payload).digest() == digest else None
+
+
+def read_sealed(path: Path, max_bytes: int) -> bytes | None:
+    """The payload of the sealed file ``path`` (at most ``max_bytes``), or None: absent,
+    unreadable, too large or damaged. For veille's other caches (rule parses, compiled
+    models), which hold JSON and are never unpickled."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read(max_bytes + len(MAGIC) + _DIGEST + 1)
+    except OSError:
+        return None
+    if len(blob) > max_bytes + len(MAGIC) + _DIGEST:
+        return None
+    return unseal(blob)
+
+
+def write_sealed(folder: Path, name: str, payload: bytes) -> bool:
+    """Write ``payload`` sealed as ``folder/name``, owner-only (0600) and atomically (a reader
+    sees the old file or the whole new one); False, leaving nothing behind, when the folder
+    refuses it (read-only, full)."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=Path(name).suffix, dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(seal(payload))
+        os.replace(tmp, folder / name)
+        return True
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return False
 
 
 def check_folder(folder: str | os.PathLike) -> Path:

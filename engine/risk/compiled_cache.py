@@ -33,12 +33,11 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..kernel_cache import cache_dir, check_folder, seal, unseal
+from ..kernel_cache import cache_dir, check_folder, read_sealed, write_sealed
 
 CACHE_FORMAT = "veille-compiled-model/1"
 #: largest entry read or written, in bytes (the bundled model's is about 100 KB)
@@ -135,11 +134,7 @@ def compiled_of(entry: dict):
 
 def read(where: Path, name: str) -> dict | None:
     """The entry named ``name``, or None: absent, unreadable, damaged, or another format."""
-    try:
-        with open(where / f"{name}.json", "rb") as f:
-            payload = unseal(f.read(CACHE_MAX_BYTES + 1))
-    except OSError:
-        return None
+    payload = read_sealed(where / f"{name}.json", CACHE_MAX_BYTES)
     if payload is None:
         return None
     try:
@@ -155,20 +150,8 @@ def read(where: Path, name: str) -> dict | None:
 def write(where: Path, name: str, entry: dict) -> None:
     """Write an entry owner-only and atomically; quietly not when the folder refuses it."""
     payload = json.dumps({**entry, "key": name}, separators=(",", ":")).encode()
-    if len(payload) > CACHE_MAX_BYTES:
-        return
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=where)     # mode 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(seal(payload))
-        os.replace(tmp, where / f"{name}.json")
-    except OSError:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        return
-    _trim(where)
+    if len(payload) <= CACHE_MAX_BYTES and write_sealed(where, f"{name}.json", payload):
+        _trim(where)
 
 
 def _trim(where: Path) -> None:

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import types
 import typing
 from datetime import date, datetime, timezone
@@ -40,7 +39,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 
 from ...errors import InputError
-from ...kernel_cache import cache_dir, check_folder, seal, unseal
+from ...kernel_cache import cache_dir, check_folder, read_sealed, write_sealed
 from .diagnostics import Diagnostics, clip, did_you_mean, shown
 
 Path_ = tuple  # a path into the YAML tree: keys (str) and list indices (int)
@@ -442,11 +441,7 @@ def _cache_key(text: str) -> str:
 def _cache_read(folder: Path, key: str, label: str, text: str) -> Source | None:
     """The Source cached under ``key``, or None: absent, unreadable, damaged (the seal does not
     match), or not the cached form of this text."""
-    try:
-        with open(folder / f"{key}.json", "rb") as f:
-            payload = unseal(f.read(CACHE_MAX_BYTES + 1))
-    except OSError:
-        return None
+    payload = read_sealed(folder / f"{key}.json", CACHE_MAX_BYTES)
     if payload is None:
         return None
     try:
@@ -463,27 +458,15 @@ def _cache_read(folder: Path, key: str, label: str, text: str) -> Source | None:
 
 def _cache_write(folder: Path, key: str, data: dict, shape: list) -> None:
     """Cache a parse under ``key``, owner-only and atomically (a reader sees the old file or
-    the whole new one); quietly not when the folder refuses the write or ``data`` holds a value
-    :func:`_to_json` cannot carry."""
+    the whole new one); quietly not when the folder refuses the write (a read-only or full
+    disk: rules load all the same) or ``data`` holds a value :func:`_to_json` cannot carry."""
     try:
         payload = json.dumps({"key": key, "data": _to_json(data), "shape": shape},
                              ensure_ascii=False, separators=(",", ":")).encode()
     except ValueError:                        # not cached (_to_json), or an int over 4,300 digits
         return
-    if len(payload) > CACHE_MAX_BYTES:
-        return
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)   # mode 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(seal(payload))
-        os.replace(tmp, folder / f"{key}.json")
-    except OSError:                           # a read-only or full disk: rules load all the same
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        return
-    _cache_trim(folder)
+    if len(payload) <= CACHE_MAX_BYTES and write_sealed(folder, f"{key}.json", payload):
+        _cache_trim(folder)
 
 
 def _cache_trim(folder: Path) -> None:
