@@ -9,12 +9,18 @@ import sys
 HEAVY = ("duckdb", "pandas", "sklearn", "skops", "shap", "pyarrow.compute", "pyspark")
 
 
+def last_line(code: str) -> str:
+    """The last line ``code`` prints, run in a new interpreter (its stderr in the failure)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines, out.stderr[-2000:]
+    return lines[-1]
+
+
 def test_the_command_line_starts_without_heavy_optional_libraries():
     code = ("import sys, cli\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line(code) == "[]"
 
 
 def test_a_write_error_is_worded_with_or_without_duckdb_loaded(tmp_path):
@@ -29,8 +35,7 @@ def test_a_write_error_is_worded_with_or_without_duckdb_loaded(tmp_path):
             "    write_frames([(pl.DataFrame({'a': [1]}), target + '/q.parquet', 'alerts')])\n"
             "except OutputError as e:\n"
             "    print('OutputError', 'duckdb' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1:] == ["OutputError False"], out.stderr[-2000:]
+    assert last_line(code) == "OutputError False"
 
 
 def test_scoring_with_the_bundled_model_never_imports_shap():
@@ -42,5 +47,4 @@ def test_scoring_with_the_bundled_model_never_imports_shap():
             "r = engine.Engine.from_paths(model='default').score(tel, pats)\n"
             "assert r.queue['risk_factors'].drop_nulls().len() > 0\n"
             "print('shap' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1:] == ["False"], out.stderr[-2000:]
+    assert last_line(code) == "False"
