@@ -466,12 +466,15 @@ def settle_slices(engine: Engine, slices: Sequence[Slice], source: str, *,
     """What a run scored in slices (Spark's partitions, the stream's chunks) settles once its
     ingest has seen the whole input, as :meth:`Engine.score` does on one frame: the input must
     be usable, and the run's as-of time (``as_of`` checked, else ``until``, the latest clean
-    reading) not before every reading; ``--programme`` makes the patients table of the
-    patients seen, and the care plan is checked. Returns the as-of time and the table."""
+    reading, found here when ``until`` is None) not before every reading; ``--programme``
+    makes the patients table of the patients seen, and the care plan is checked. Returns the
+    as-of time and the table."""
     summary = SlicesSummary(slices, source)
     require_usable(summary)
     if as_of is not None:
         until = check_as_of(as_of, summary, now)
+    elif until is None:
+        until = summary.clean["ts"].max()        # the latest clean reading of the whole input
     earliest = min((s.earliest for s in slices if s.earliest is not None), default=None)
     if earliest is not None and until < earliest:
         raise nothing_before(summary.report.rows_used, until, earliest, source)

@@ -144,8 +144,7 @@ def score(telemetry, patients=None, *, rules: Sequence[str | Path] | None = None
             if progress:
                 progress("ingest")
             first = _run(frame, job, "ingest")
-            latest = max((s.latest for s in first if s.latest is not None), default=None)
-            until, pats = settle_slices(engine, first, name, until=latest, as_of=as_of, now=now,
+            until, pats = settle_slices(engine, first, name, until=None, as_of=as_of, now=now,
                                         patients=pats, programme=programme, label=label)
             if progress:
                 progress("detect")
