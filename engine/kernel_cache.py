@@ -92,6 +92,27 @@ def write_sealed(folder: Path, name: str, payload: bytes) -> bool:
         return False
 
 
+def trim_folder(folder: Path, max_files: int, max_bytes: int | None = None) -> None:
+    """Delete the oldest files of ``folder`` until it holds at most ``max_files`` files (and
+    ``max_bytes`` bytes); another process may be deleting them too: whatever fails is left."""
+    files = []
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    files.append((st.st_mtime_ns, st.st_size, e.path))
+    except OSError:
+        return
+    total, count = sum(size for _, size, _ in files), len(files)
+    for _, size, path in sorted(files):
+        if count <= max_files and (max_bytes is None or total <= max_bytes):
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        total, count = total - size, count - 1
+
+
 def check_folder(folder: str | os.PathLike) -> Path:
     """Create the cache folder owner-only if missing; refuse one (or a parent up to the
     ``veille`` folder) not owned by this user or writable by others."""

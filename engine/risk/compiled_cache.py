@@ -29,7 +29,6 @@ full model's bit for bit: the same trees, the same calibration formula (scikit-l
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..kernel_cache import cache_dir, check_folder, read_sealed, write_sealed
+from ..kernel_cache import cache_dir, check_folder, read_sealed, trim_folder, write_sealed
 
 CACHE_FORMAT = "veille-compiled-model/1"
 #: largest entry read or written, in bytes (the bundled model's is about 100 KB)
@@ -151,19 +150,7 @@ def write(where: Path, name: str, entry: dict) -> None:
     """Write an entry owner-only and atomically; quietly not when the folder refuses it."""
     payload = json.dumps({**entry, "key": name}, separators=(",", ":")).encode()
     if len(payload) <= CACHE_MAX_BYTES and write_sealed(where, f"{name}.json", payload):
-        _trim(where)
-
-
-def _trim(where: Path) -> None:
-    """Keep the newest :data:`CACHE_MAX_FILES` entries."""
-    try:
-        files = sorted((e.stat(follow_symlinks=False).st_mtime_ns, e.path)
-                       for e in os.scandir(where) if e.is_file(follow_symlinks=False))
-    except OSError:
-        return
-    for _, path in files[:max(0, len(files) - CACHE_MAX_FILES)]:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        trim_folder(where, CACHE_MAX_FILES)
 
 
 def load(directory: Path, expected_features):

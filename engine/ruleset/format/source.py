@@ -19,7 +19,6 @@ is only data, so no code runs). ``VEILLE_NO_RULE_CACHE=1`` turns the cache off.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +38,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 
 from ...errors import InputError
-from ...kernel_cache import cache_dir, check_folder, read_sealed, write_sealed
+from ...kernel_cache import cache_dir, check_folder, read_sealed, trim_folder, write_sealed
 from .diagnostics import Diagnostics, clip, did_you_mean, shown
 
 Path_ = tuple  # a path into the YAML tree: keys (str) and list indices (int)
@@ -466,29 +465,7 @@ def _cache_write(folder: Path, key: str, data: dict, shape: list) -> None:
     except ValueError:                        # not cached (_to_json), or an int over 4,300 digits
         return
     if len(payload) <= CACHE_MAX_BYTES and write_sealed(folder, f"{key}.json", payload):
-        _cache_trim(folder)
-
-
-def _cache_trim(folder: Path) -> None:
-    """Delete the oldest files of ``folder`` until it holds at most :data:`CACHE_MAX_TOTAL`
-    bytes in :data:`CACHE_MAX_FILES` files (another process may be deleting them too: whatever
-    fails is left)."""
-    files = []
-    try:
-        with os.scandir(folder) as entries:
-            for e in entries:
-                if e.is_file(follow_symlinks=False):
-                    st = e.stat(follow_symlinks=False)
-                    files.append((st.st_mtime_ns, st.st_size, e.path))
-    except OSError:
-        return
-    total, count = sum(size for _, size, _ in files), len(files)
-    for _, size, path in sorted(files):
-        if total <= CACHE_MAX_TOTAL and count <= CACHE_MAX_FILES:
-            break
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        total, count = total - size, count - 1
+        trim_folder(folder, CACHE_MAX_FILES, CACHE_MAX_TOTAL)
 
 
 def read_source(path: str | Path, diags: Diagnostics, *, label: str | None = None,
