@@ -81,7 +81,7 @@ def series(name: str, arrow_type: pa.DataType, data: np.ndarray,
     others copied into Arrow memory: the Series never holds memory Python owns."""
     arr = pa.Array.from_buffers(arrow_type, data.size,
                                 [None if validity is None else _owned(validity),
-                                 _owned(np.ascontiguousarray(data))])
+                                 _owned(data)])
     return pl.Series(_CArray(arr)).alias(name)
 
 
