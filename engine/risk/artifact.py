@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ..errors import ModelError
 from ..sinks import fsync_dir
 
@@ -414,8 +415,6 @@ def _sio():
 def installed_sklearn() -> str:
     """The installed scikit-learn's version, read from its metadata (without importing it)."""
     return metadata.version("scikit-learn")
-
-
 
 
 def load_artifact(directory: str | Path, *,
