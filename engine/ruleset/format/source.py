@@ -25,7 +25,7 @@ import os
 import re
 import types
 import typing
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +359,7 @@ def _decode(raw: bytes, label: str, diags: Diagnostics) -> str | None:
 # ------------------------------------------------------------------------------------------
 #: names the cached form: change it when that form or :func:`plain` changes, and files
 #: written before are never read again
-CACHE_FORMAT = "veille-rule-parse/1"
+CACHE_FORMAT = "veille-rule-parse/2"
 #: a parse whose cached form is larger is not cached (a pack's is about 1.5 times its text)
 CACHE_MAX_BYTES = 4 * MAX_BYTES
 #: the oldest files are deleted beyond this total, or this many files: every text that parses
@@ -373,7 +373,7 @@ def _to_json(x: Any) -> Any:
     """:func:`plain`'s data as JSON that :func:`_from_json` turns back into equal values of the
     same types: None, bools, ints and text as themselves, anything else a tagged list (``["f",
     repr]``, ``["l", items]``, ``["d", [[key, value], ...]]``, ``["t", [iso, fold, zone
-    name]]``), so that no JSON value means two things. ValueError for a value it cannot carry
+    name, offset in µs]]``), so that no JSON value means two things. ValueError for a value it cannot carry
     exactly (a complex key, a time zone other than a fixed offset)."""
     kind = type(x)
     if x is None or kind in (bool, int, str):
@@ -387,8 +387,10 @@ def _to_json(x: Any) -> Any:
     if kind is datetime and type(x.tzinfo) is timezone:
         # the ISO text carries the offset, not the name ruamel gives the zone ('Z', '+02:00'):
         # the zone's constructor arguments say whether it was given one
+        # the offset in µs as well: fromisoformat (Python 3.11) drops a fraction of a second
         args = x.tzinfo.__getinitargs__()
-        return ["t", [x.isoformat(), x.fold, args[1] if len(args) > 1 else None]]
+        return ["t", [x.isoformat(), x.fold, args[1] if len(args) > 1 else None,
+                      x.utcoffset() // timedelta(microseconds=1)]]
     raise ValueError(f"{kind.__name__} is not cached")
 
 
@@ -409,11 +411,12 @@ def _from_json(x: Any) -> Any:
             raise ValueError("a key repeated")
         return out
     if tag == "t" and type(body) is list:
-        iso, fold, name = body
+        iso, fold, name, offset = body
         dt = datetime.fromisoformat(iso)
-        if type(dt.tzinfo) is not timezone or type(fold) is not int:
+        if type(dt.tzinfo) is not timezone or type(fold) is not int or type(offset) is not int:
             raise ValueError("not a time with its offset")
-        zone = dt.tzinfo if name is None else timezone(dt.utcoffset(), name)
+        offset = timedelta(microseconds=offset)
+        zone = timezone(offset) if name is None else timezone(offset, name)
         return dt.replace(tzinfo=zone, fold=fold)
     raise ValueError(f"unknown tag {tag!r}")
 
