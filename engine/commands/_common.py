@@ -59,11 +59,25 @@ def friendly_errors(fn):
         except VeilleError as exc:
             fail(exc)
         except KeyboardInterrupt:
-            err_console.print("interrupted before the outputs were written: nothing was "
-                              "written.", markup=False)
-            sys.exit(130)
+            stopped()
+        except SystemError as exc:
+            if not isinstance(exc.__cause__, KeyboardInterrupt):
+                raise
+            stopped()
 
     return wrapper
+
+
+def stopped() -> None:
+    """A command stopped by Ctrl-C or SIGTERM before its outputs were written.
+
+    The signal's KeyboardInterrupt usually arrives as itself; when it is raised while a
+    compiled function runs Python code (numba's dispatcher checking an argument's type), CPython
+    reports it as ``SystemError: … returned a result with an exception set`` caused by the
+    KeyboardInterrupt, which is the same stop."""
+    err_console.print("interrupted before the outputs were written: nothing was written.",
+                      markup=False)
+    sys.exit(130)
 
 
 @contextlib.contextmanager

@@ -103,3 +103,98 @@ def test_an_interrupt_between_the_journal_and_the_renames_completes_them(tmp_pat
     assert pl.read_parquet(a)["run"].to_list() == [2]
     assert pl.read_parquet(b)["run"].to_list() == [2]
     assert not list(tmp_path.glob(".*"))
+
+
+def _child(folder, code: str, *, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` as a main module (``python -m``, the way the tests and many schedulers start
+    ``python -m cli``) in a fresh interpreter that imports the repository's modules."""
+    (folder / "child_main.py").write_text(code)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.getcwd()])}
+    return subprocess.run([sys.executable, "-m", "child_main"], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_modules_load_stops_the_run_at_once(tmp_path, sig):
+    """Before this, a signal while `veille` imported numba, polars and the commands (a second
+    or two at every start) killed the process with the signal's own status (SIGTERM) or a
+    KeyboardInterrupt traceback (Ctrl-C)."""
+    done = _child(tmp_path, f"""
+import os, sys, time
+import cli
+real = cli._build
+def build():
+    os.kill(os.getpid(), {int(sig)})
+    time.sleep(30)          # the handler ends the process first
+    return real()
+cli._build = build
+sys.argv = ["veille", "rules", "validate"]
+cli.main()
+""")
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert done.stderr == "interrupted while starting: nothing was written.\n", done.stderr
+
+
+def test_a_signal_typer_catches_is_still_reported(tmp_path):
+    """Typer turns a KeyboardInterrupt outside a command's own handler (while it reads the
+    arguments, or in `rules validate`) into a silent exit 130."""
+    done = _child(tmp_path, """
+import sys
+import cli
+import engine.commands.rules as rules
+def load(paths, sites):
+    raise KeyboardInterrupt
+rules._load = load
+sys.argv = ["veille", "rules", "validate"]
+cli.main()
+""")
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert "interrupted: nothing was written." in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_status_is_the_commands_even_when_cpython_recorded_an_interrupt(tmp_path):
+    """CPython notes a KeyboardInterrupt that crosses C code running Python source (an
+    extension's PyRun_String) as unhandled, and at the end of the interpreter's teardown then
+    exits by SIGINT whatever the program did: a run stopped cleanly (exit 130, its message
+    printed) came back as killed by SIGINT. `veille` ends without that teardown."""
+    done = _child(tmp_path, """
+import ctypes, sys
+import cli
+import engine.commands.rules as rules
+real = rules.say
+def say(*parts, **kw):      # the command's last act: its summary line
+    real(*parts, **kw)
+    ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 1
+rules.say = say
+sys.argv = ["veille", "rules", "validate"]
+cli.main()
+""")
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert "valid" in done.stdout.lower(), done.stdout
+
+
+def test_a_keyboard_interrupt_reported_as_a_system_error_is_a_stop(capsys):
+    """A signal handled while a compiled kernel's dispatcher runs Python code reaches the
+    command as `SystemError: ... returned a result with an exception set`, caused by the
+    KeyboardInterrupt (seen once in a few hundred stopped runs): it is a stop, not a bug."""
+    from engine.commands._common import friendly_errors
+
+    @friendly_errors
+    def command():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(<function sizes>) returned a result with an "
+                              "exception set") from exc
+
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert stop.value.code == 130
+    assert "interrupted before the outputs were written" in capsys.readouterr().err
+
+    @friendly_errors
+    def bug():
+        raise SystemError("a real bug")
+
+    with pytest.raises(SystemError, match="a real bug"):
+        bug()

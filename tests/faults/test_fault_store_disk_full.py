@@ -46,11 +46,7 @@ for limit, args in json.loads(sys.argv[1]):
     sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, unlimited[1]))
     try:
-        sys.argv = ["veille", "score", *args]
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
+        code = cli.run(["score", *args])
     except BaseException:
         code = "raised"
         sys.stderr.write(traceback.format_exc())
