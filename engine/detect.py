@@ -185,11 +185,12 @@ def _rows_of(offsets: np.ndarray, series: np.ndarray) -> np.ndarray:
     if series.size == 0:
         return np.zeros(0, np.int64)
     return np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in series]) \
-        if series.size < 64 else _concat_ranges(offsets, series)
+        if series.size < 64 else concat_ranges(offsets, series)
 
 
 @njit(**JIT)
-def _concat_ranges(offsets, series):
+def concat_ranges(offsets, series):
+    """The rows of the series ``series`` (int64, in order), given their ``offsets``."""
     n = 0
     for k in series:
         n += offsets[k + 1] - offsets[k]

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from . import arrow_buffers
 from . import queue as queue_mod
-from .detect import DetectorPlan, arrays, detect_arrays
+from .detect import DetectorPlan, arrays, concat_ranges, detect_arrays
 from .episodes import PENDING_COLUMNS, combine, combine_pending, open_episodes
 from .errors import InputError
 from .ingest import IngestResult, Reconciliation, ingest
@@ -36,6 +37,7 @@ from .ingest.index import SeriesIndex
 from .patients import Cohort, check_patients, load_patients
 from .paths import bundled
 from .ruleset.evaluate import conditions
+from .schema import METRIC_NAMES
 from .ruleset.i18n import DEFAULT_LANG, check_lang
 from .timeline import Telemetry, build
 
@@ -638,6 +640,100 @@ def _chunk_weights(packs, ts, index, cohort, patient_rows, until_us) -> np.ndarr
     return np.concatenate([[0], np.cumsum(rows + ticks)]).astype(np.int64)
 
 
+def _schedule(packs, plan: DetectorPlan, ts, index: SeriesIndex, cohort: Cohort,
+              patient_rows: np.ndarray, until_us, chunk_rows: int, features_pack) -> list:
+    """The jobs of :func:`evaluate_packs`: ``(packs, plan, with_features, metrics, (a, b))``
+    each, the packs to evaluate on patients ``a..b`` with the detectors of ``plan`` (and the
+    risk features when ``with_features``), on the readings of ``metrics`` (metric codes; None:
+    every reading).
+
+    Each (pack, chunk) costs a fixed ~20 ms (the kernels' calls, the polars queries, the
+    episodes' frames) whatever the rows, so a pack that applies to few readings (NEWS2 on the
+    COPD and COVID-19 patients, ICOPE's questionnaires) paid it once per chunk of the heavy
+    packs (device silence on every reading and hour, CGM glucose): at 1e7 rows, eleven chunks
+    times nine such packs was a third of the time of the packs. Packs whose readings and
+    ticks in scope (:func:`_pack_work`) are at most half a chunk are evaluated apart, on the
+    readings of the metrics they read (:func:`metrics_read`), in chunks sized by those readings
+    and their own ticks (usually one or two chunks); the others (and the risk features) in the
+    chunks of the whole telemetry, as before. A patient is never split, patients never meet,
+    and a pack's timeline holds only the readings of its metrics, so the episodes are the same
+    whatever the chunks.
+    """
+    light, heavy, light_work = [], [], np.zeros(cohort.size, np.int64)
+    for pack in packs:
+        work = _pack_work(pack, ts, index, cohort, patient_rows, until_us)
+        if int(work.sum()) <= chunk_rows // 2:
+            light.append(pack)
+            light_work += work
+        else:
+            heavy.append(pack)
+    every = chunks(_chunk_weights(heavy or packs, ts, index, cohort, patient_rows, until_us),
+                   chunk_rows)
+    if not light or not heavy or len(every) < 2:
+        return [(list(packs), plan, features_pack is not None, None, c) for c in every]
+    light_plan = _plan_for(plan, light)
+    heavy_plan = _plan_for(plan, heavy + ([features_pack] if features_pack is not None else []))
+    names = metrics_read(light)
+    codes = None
+    read = np.ones(index.n_series, np.bool_)
+    if names is not None:
+        codes = np.array(sorted(METRIC_NAMES.index(m) for m in names), np.int16)
+        read = np.isin(index.metric, codes)
+    # the light packs' detectors read every series of their metrics in a chunk (any patient)
+    lengths = np.diff(index.offsets) * read
+    light_work += np.bincount(index.patient, weights=lengths,
+                              minlength=cohort.size).astype(np.int64)
+    light_chunks = chunks(np.concatenate([[0], np.cumsum(light_work)]).astype(np.int64),
+                          chunk_rows)
+    # the light packs first: as the pool's last job they would run on one worker alone
+    return ([(light, light_plan, False, codes, c) for c in light_chunks]
+            + [(heavy, heavy_plan, features_pack is not None, None, c) for c in every])
+
+
+def metrics_read(packs) -> set[str] | None:
+    """The metrics whose readings the timelines of ``packs`` read (None: every metric, for a
+    silence or a reading count over any metric): their observed metrics, their detectors'
+    metrics, and the metrics of the readings their rules count (``confirm_readings``)."""
+    names: set[str] = set()
+    for pack in packs:
+        names.update(pack.metrics)
+        for d in pack.detectors.values():
+            if d.metrics is None:
+                return None
+            names.update(d.metrics)
+        for r in pack.rules:
+            if r.enabled and r.confirm_readings > 1:
+                if r.confirm_metrics is None:
+                    return None
+                names.update(r.confirm_metrics)
+    return names
+
+
+def _pack_work(pack, ts, index: SeriesIndex, cohort: Cohort, patient_rows: np.ndarray,
+               until_us) -> np.ndarray:
+    """int64 per patient: the rows and cadence ticks of ``pack``'s timeline, an upper bound
+    (the readings of the metrics it reads, :func:`metrics_read`, and its ticks; 0 out of scope
+    or with no enabled rule)."""
+    if not any(r.enabled for r in pack.rules):
+        return np.zeros(cohort.size, np.int64)
+    scope = cohort.in_scope(pack)
+    work = np.diff(_chunk_weights([pack], ts, index, cohort, patient_rows, until_us))
+    names = metrics_read([pack])
+    if names is not None:               # the readings of other metrics are not in its timeline
+        codes = [METRIC_NAMES.index(m) for m in names]
+        other = np.diff(index.offsets) * ~np.isin(index.metric, codes)
+        work -= np.bincount(index.patient, weights=other, minlength=cohort.size).astype(np.int64)
+    return np.where(scope, work, 0).astype(np.int64)
+
+
+def _plan_for(plan: DetectorPlan, packs) -> DetectorPlan:
+    """``plan`` restricted to the metrics whose detectors ``packs`` read (the timeline finds
+    a detector's output through ``plan.uses``, kept whole)."""
+    metrics = {plan.uses[d.column][0] for p in packs for d in p.detectors.values()
+               if d.kind != "silence"}
+    return DetectorPlan({m: s for m, s in plan.by_metric.items() if m in metrics}, plan.uses)
+
+
 def patient_row_bounds(index: SeriesIndex, n_patients: int) -> np.ndarray:
     """int64[P+1]: the first telemetry row of each patient code (and the end), from the
     series index (rows sorted by patient)."""
@@ -645,11 +741,24 @@ def patient_row_bounds(index: SeriesIndex, n_patients: int) -> np.ndarray:
 
 
 def chunk_of(ts, x, index: SeriesIndex, cohort: Cohort, patient_rows: np.ndarray,
-             a: int, b: int) -> tuple[Telemetry, Cohort]:
+             a: int, b: int, *, metrics: np.ndarray | None = None) -> tuple[Telemetry, Cohort]:
     """The telemetry and cohort of patients ``a..b`` (codes of ``cohort``), as the detect and
-    timeline stages read them."""
+    timeline stages read them; with ``metrics`` (metric codes), the readings of those metrics
+    only (copied; without, the rows are views)."""
     r0, r1 = int(patient_rows[a]), int(patient_rows[b])
-    return Telemetry(ts[r0:r1], x[r0:r1], index.patients(a, b)), cohort.slice(a, b)
+    sub = index.patients(a, b)
+    if metrics is None:
+        return Telemetry(ts[r0:r1], x[r0:r1], sub), cohort.slice(a, b)
+    keep = np.flatnonzero(np.isin(sub.metric, metrics))
+    lengths = np.diff(sub.offsets)[keep]
+    rows = concat_ranges(sub.offsets, keep.astype(np.int64)) + r0
+    # in Arrow memory, like every array that may become a column (engine.arrow_buffers)
+    kts, kx = arrow_buffers.empty(rows.size, np.int64), arrow_buffers.empty(rows.size, np.float64)
+    np.take(ts, rows, out=kts)
+    np.take(x, rows, out=kx)
+    kept = SeriesIndex(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                       sub.patient[keep], sub.metric[keep], sub.patient_ids)
+    return Telemetry(kts, kx, kept), cohort.slice(a, b)
 
 
 def chunks(patient_rows: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
@@ -706,16 +815,18 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
     ts, x = arrays(telemetry)
     until_us = _us(until) if until is not None else None
     patient_rows = patient_row_bounds(index, cohort.size)
-    weight = _chunk_weights(packs, ts, index, cohort, patient_rows, until_us)
-    def run_chunk(bounds):
-        a, b = bounds
+    work = _schedule(packs, plan, ts, index, cohort, patient_rows, until_us, chunk_rows,
+                     features_pack if features is not None else None)
+
+    def run_chunk(job):
+        group, group_plan, with_features, metrics, (a, b) = job
         spent = dict.fromkeys(("detect", "timeline", "rules+episodes", "risk"), 0.0)
-        tel, part = chunk_of(ts, x, index, cohort, patient_rows, a, b)
+        tel, part = chunk_of(ts, x, index, cohort, patient_rows, a, b, metrics=metrics)
         t = time.perf_counter()
-        det = detect_arrays(tel.ts, tel.x, tel.index, plan)
+        det = detect_arrays(tel.ts, tel.x, tel.index, group_plan)
         spent["detect"] += time.perf_counter() - t
         found, waiting = [], ([] if pending is not None else None)
-        for pack in packs:
+        for pack in group:
             if not any(r.enabled for r in pack.rules) or not part.in_scope(pack).any():
                 continue
             t = time.perf_counter()
@@ -728,7 +839,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             spent["timeline"] += t2 - t
             spent["rules+episodes"] += time.perf_counter() - t2
         feats = None
-        if features is not None:
+        if with_features:
             from .risk.features import timeline_features
 
             t = time.perf_counter()
@@ -739,7 +850,6 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
 
     # Chunks run two at a time: while one is in a kernel or in polars (both release the GIL),
     # the other formats its episodes' evidence and reasons in Python.
-    work = chunks(weight, chunk_rows)
     out = []
     if progress:
         progress("detect")
@@ -752,7 +862,7 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
         out += found
         if pending is not None:
             pending += waiting
-        if features is not None:
+        if feats is not None:
             features.append(feats)
         for k, v in spent.items():
             if k in timings:

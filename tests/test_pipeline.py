@@ -31,7 +31,7 @@ def test_the_stages_by_hand_equal_engine_score(engine_result):
     assert_frame_equal(q, engine_result.queue)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 123_457])
+@pytest.mark.parametrize("chunk_rows", [1, 40_000, 123_457])
 def test_chunks_of_whole_patients_change_nothing(engine_result, chunk_rows):
     from engine.pipeline import evaluate_packs
 
@@ -39,3 +39,72 @@ def test_chunks_of_whole_patients_change_nothing(engine_result, chunk_rows):
     eps = evaluate_packs(engine.Engine.from_paths().ruleset.packs, res.clean, res.patients,
                          until=res.as_of, chunk_rows=chunk_rows)
     assert_frame_equal(eps, res.episodes)
+
+
+def test_packs_on_few_readings_are_evaluated_apart_in_fewer_chunks(engine_result):
+    """The packs whose readings in scope are at most half a chunk run in chunks of their own
+    (fewer: their fixed cost per chunk is most of their time); every (pack, patient) is still
+    evaluated exactly once, and each job's detectors are those its packs read."""
+    import numpy as np
+
+    from engine.ingest.index import SeriesIndex
+    from engine.patients import Cohort
+    from engine.pipeline import _schedule, patient_row_bounds
+    from engine.schema import METRIC_NAMES
+
+    res = engine_result
+    packs = engine.Engine.from_paths().ruleset.packs
+    plan = detect.DetectorPlan.of(packs)
+    index = SeriesIndex.of(res.clean)
+    cohort = Cohort.of(index.patient_ids, res.patients)
+    index = index.recode(cohort.ids)
+    ts, _ = detect.arrays(res.clean)
+    rows = patient_row_bounds(index, cohort.size)
+    until = int(res.clean["ts"].max().timestamp() * 1e6)
+    jobs = _schedule(packs, plan, ts, index, cohort, rows, until, 123_457, None)
+    groups = {tuple(p.name for p in group) for group, _, _, _, _ in jobs}
+    assert len(groups) == 2, groups
+    light, heavy = sorted(groups, key=lambda g: "icope" not in g)
+    n_light = sum(1 for g, _, _, _, _ in jobs if tuple(p.name for p in g) == light)
+    assert 1 <= n_light < len(jobs) - n_light
+    assert "device_silence" in heavy and "diabetes" in heavy and "news2" in light
+    for group, group_plan, with_features, metrics, _ in jobs:
+        assert not with_features
+        assert (metrics is None) == ("device_silence" in [p.name for p in group])
+        for p in group:
+            for d in p.detectors.values():
+                if d.kind != "silence":
+                    assert plan.uses[d.column][0] in group_plan.by_metric
+                if metrics is not None:     # the light packs' readings only
+                    assert {METRIC_NAMES.index(m) for m in d.metrics} <= set(metrics)
+    for pack in packs:
+        seen = np.zeros(cohort.size, int)
+        for group, _, _, _, (a, b) in jobs:
+            if pack in group:
+                seen[a:b] += 1
+        assert (seen == 1).all(), pack.name
+
+
+def test_risk_features_do_not_depend_on_the_chunks():
+    """With the model, the risk features ride with the heavy packs' chunks: the same features
+    (and episodes) whatever the chunk size."""
+    from polars.testing import assert_frame_equal
+
+    from engine.pipeline import evaluate_packs
+    from engine.risk.features import assemble, features_pack
+
+    tel, pats_path = sample_cohort()
+    eng = engine.Engine.from_paths(model=None)
+    res = eng.score(str(tel), str(pats_path))
+    fpack = features_pack()
+    plan = detect.DetectorPlan.of(list(eng.ruleset.packs) + [fpack])
+    out = []
+    for chunk_rows in (10**9, 40_000):
+        parts = []
+        eps = evaluate_packs(eng.ruleset.packs, res.clean, res.patients, until=res.as_of,
+                             plan=plan, chunk_rows=chunk_rows, features=parts,
+                             features_pack=fpack)
+        out.append((eps, assemble(parts, eps), len(parts)))
+    assert out[1][2] > 1
+    assert_frame_equal(out[0][0], out[1][0])
+    assert_frame_equal(out[0][1], out[1][1])
