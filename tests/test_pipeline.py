@@ -3,6 +3,8 @@ chunking by whole patients changes nothing."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import engine
@@ -106,5 +108,39 @@ def test_risk_features_do_not_depend_on_the_chunks():
                              features_pack=fpack)
         out.append((eps, assemble(parts, eps), len(parts)))
     assert out[1][2] > 1
+    assert_frame_equal(out[0][0], out[1][0])
+    assert_frame_equal(out[0][1], out[1][1])
+
+
+_PACKS = None
+
+
+def _packs():
+    global _PACKS
+    if _PACKS is None:
+        _PACKS = engine.Engine.from_paths().ruleset.packs
+    return _PACKS
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 10_000), patients=st.integers(8, 40), days=st.integers(2, 6),
+       chunk_rows=st.integers(200, 20_000))
+def test_any_schedule_gives_the_episodes_of_one_chunk(seed, patients, days, chunk_rows):
+    """On random cohorts (the seven programmes, random sizes), the packs evaluated in chunks
+    of any size — light packs apart from the heavy ones — give the episodes and pending rules
+    of one chunk holding everyone."""
+    from engine.ingest import ingest_frame
+    from engine.pipeline import evaluate_packs
+    from engine.synth import generate_cohort
+
+    c = generate_cohort(patients, days=days, seed=seed)
+    ing = ingest_frame(c.telemetry, patients=c.patients)
+    until = ing.clean["ts"].max()
+    out = []
+    for rows in (10**9, chunk_rows):
+        pending: list = []
+        eps = evaluate_packs(_packs(), ing.clean, c.patients, until=until, chunk_rows=rows,
+                             pending=pending)
+        out.append((eps, episodes.combine_pending(pending, c.patients)))
     assert_frame_equal(out[0][0], out[1][0])
     assert_frame_equal(out[0][1], out[1][1])
