@@ -247,16 +247,14 @@ def evidence_column(columns: dict[str, tuple[list, str]]) -> list[str]:
     k = len(next(iter(columns.values()))[0]) if columns else 0
     if not columns:
         return ["{}"] * k
-    # built column by column (a list comprehension per name), not row by row
-    out = None
+    # each name's texts built column by column (a list comprehension per name), then joined
+    # once per episode: appending column after column copied each episode's text once per name
+    parts = []
     for name, (values, unit) in columns.items():
-        head = ("{" if out is None else ",") + json.dumps(name, ensure_ascii=False) \
-            + ':{"value":'
+        head = json.dumps(name, ensure_ascii=False) + ':{"value":'
         tail = ',"unit":' + json.dumps(unit, ensure_ascii=False) + "}"
-        texts = _each(_json_value, values)
-        out = ([head + t + tail for t in texts] if out is None
-               else [o + head + t + tail for o, t in zip(out, texts)])
-    return [o + "}" for o in out]
+        parts.append([head + t + tail for t in _each(_json_value, values)])
+    return ["{" + ",".join(row) + "}" for row in zip(*parts)]
 
 
 def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
@@ -283,10 +281,8 @@ def reason_column(parts, title: str, columns: dict[str, tuple[list, str]],
                 text += " (" + ", ".join(label + t[i] for label, t in limits) + ")"
             out.append(text + ".")
         return out
-    out = [""] * k
-    for literal, name in parts:        # column by column, not row by row
-        if name is None:
-            out = [o + literal for o in out]
-        else:
-            out = [o + literal + t for o, t in zip(out, texts(name))]
-    return out
+    # the template's pieces column by column (a literal is the same in every episode), then
+    # joined once per episode
+    pieces = [[literal] * k if name is None else [literal + t for t in texts(name)]
+              for literal, name in parts]
+    return ["".join(row) for row in zip(*pieces)] if pieces else [""] * k
