@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 
-_STOPPED_STARTING = b"interrupted while starting: nothing was written.\n"
+_STOPPED_STARTING = "interrupted while starting: nothing was written."
 _STOPPED_QUIETLY = "interrupted: nothing was written."
 _STOPPED_AFTER = "interrupted after the command had ended: what it wrote is complete."
 
@@ -41,11 +41,6 @@ def _stop(signum, frame):
     """SIGTERM (a scheduler stopping the job) stops a run like Ctrl-C: cleanly, saying what
     was and was not written."""
     raise KeyboardInterrupt
-
-
-def _stop_starting(signum, frame):
-    os.write(2, _STOPPED_STARTING)
-    os._exit(130)
 
 
 def _build():
@@ -105,17 +100,11 @@ def _status(exc: SystemExit) -> int:
 def run(args: list[str] | None = None) -> int:
     """Run one ``veille`` command (``args``, or the process's arguments) in this process: its
     exit status."""
-    signals = threading.current_thread() is threading.main_thread()
-    if signals and _app is None:
-        previous = {s: signal.signal(s, _stop_starting) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            app = _build()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-    else:
+    from engine.commands.stopping import stop_at_once
+
+    with stop_at_once(_STOPPED_STARTING):
         app = _build()
-    if signals:
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
     try:
         app(args=args)                  # standalone mode: ends with SystemExit

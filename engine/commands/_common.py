@@ -6,14 +6,10 @@ rich markup (an id like ``P[/x]1`` would break it) and with control characters s
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
-import os
 import re
-import signal
 import sys
-import threading
 
 import typer
 from rich.console import Console
@@ -78,35 +74,6 @@ def stopped() -> None:
     err_console.print("interrupted before the outputs were written: nothing was written.",
                       markup=False)
     sys.exit(130)
-
-
-@contextlib.contextmanager
-def stop_at_once(message: str):
-    """While the kernels compile or load, Ctrl-C or SIGTERM ends the process at once (exit
-    130, ``message`` on stderr) instead of raising KeyboardInterrupt.
-
-    Numba's compiler is Python code driving LLVM: a KeyboardInterrupt raised inside it (in an
-    llvmlite finaliser, say) is swallowed there and leaves LLVM half-updated, and the process
-    then died of a segmentation fault instead of stopping cleanly. Nothing is written while
-    the kernels load (the kernel and model caches replace their files atomically), so ending
-    at once leaves nothing half-written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        try:
-            err_console.print(message, markup=False)
-            err_console.file.flush()
-        finally:
-            os._exit(130)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def settled() -> None:

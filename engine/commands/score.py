@@ -15,7 +15,8 @@ from rich.text import Text
 
 from ..paths import bundled, sample_cohort
 from ..sinks import check_outputs, output_format, write_frames
-from ._common import cell, console, err_console, friendly_errors, say, settled, stop_at_once
+from ._common import cell, console, err_console, friendly_errors, say, settled
+from .stopping import stop_at_once
 
 #: what a run stopped while its kernels load says (see stop_at_once)
 STOPPED_LOADING = "interrupted while the kernels were loading: nothing was written."
