@@ -37,8 +37,8 @@ from .ingest.index import SeriesIndex
 from .patients import Cohort, check_patients, load_patients
 from .paths import bundled
 from .ruleset.evaluate import conditions
-from .schema import METRIC_NAMES
 from .ruleset.i18n import DEFAULT_LANG, check_lang
+from .schema import METRIC_NAMES
 from .timeline import Telemetry, build
 
 if TYPE_CHECKING:
@@ -673,16 +673,14 @@ def _schedule(packs, plan: DetectorPlan, ts, index: SeriesIndex, cohort: Cohort,
         return [(list(packs), plan, features_pack is not None, None, c) for c in every]
     light_plan = _plan_for(plan, light)
     heavy_plan = _plan_for(plan, heavy + ([features_pack] if features_pack is not None else []))
+    # the light packs' detectors read every series of their metrics in a chunk (any patient)
     names = metrics_read(light)
     codes = None
-    read = np.ones(index.n_series, np.bool_)
-    if names is not None:
+    if names is None:
+        light_work += np.diff(patient_rows)
+    else:
         codes = np.array(sorted(METRIC_NAMES.index(m) for m in names), np.int16)
-        read = np.isin(index.metric, codes)
-    # the light packs' detectors read every series of their metrics in a chunk (any patient)
-    lengths = np.diff(index.offsets) * read
-    light_work += np.bincount(index.patient, weights=lengths,
-                              minlength=cohort.size).astype(np.int64)
+        light_work += _metric_rows(index, cohort.size, names)
     light_chunks = chunks(np.concatenate([[0], np.cumsum(light_work)]).astype(np.int64),
                           chunk_rows)
     # the light packs first: as the pool's last job they would run on one worker alone
@@ -720,10 +718,15 @@ def _pack_work(pack, ts, index: SeriesIndex, cohort: Cohort, patient_rows: np.nd
     work = np.diff(_chunk_weights([pack], ts, index, cohort, patient_rows, until_us))
     names = metrics_read([pack])
     if names is not None:               # the readings of other metrics are not in its timeline
-        codes = [METRIC_NAMES.index(m) for m in names]
-        other = np.diff(index.offsets) * ~np.isin(index.metric, codes)
-        work -= np.bincount(index.patient, weights=other, minlength=cohort.size).astype(np.int64)
+        work += _metric_rows(index, cohort.size, names) - np.diff(patient_rows)
     return np.where(scope, work, 0).astype(np.int64)
+
+
+def _metric_rows(index: SeriesIndex, n_patients: int, names) -> np.ndarray:
+    """int64 per patient: its readings of the metrics ``names``."""
+    codes = [METRIC_NAMES.index(m) for m in names]
+    lengths = np.diff(index.offsets) * np.isin(index.metric, codes)
+    return np.bincount(index.patient, weights=lengths, minlength=n_patients).astype(np.int64)
 
 
 def _plan_for(plan: DetectorPlan, packs) -> DetectorPlan:
@@ -751,7 +754,7 @@ def chunk_of(ts, x, index: SeriesIndex, cohort: Cohort, patient_rows: np.ndarray
         return Telemetry(ts[r0:r1], x[r0:r1], sub), cohort.slice(a, b)
     keep = np.flatnonzero(np.isin(sub.metric, metrics))
     lengths = np.diff(sub.offsets)[keep]
-    rows = concat_ranges(sub.offsets, keep.astype(np.int64)) + r0
+    rows = concat_ranges(sub.offsets, keep) + r0
     # in Arrow memory, like every array that may become a column (engine.arrow_buffers)
     kts, kx = arrow_buffers.empty(rows.size, np.int64), arrow_buffers.empty(rows.size, np.float64)
     np.take(ts, rows, out=kts)
