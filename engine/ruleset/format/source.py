@@ -373,8 +373,8 @@ def _to_json(x: Any) -> Any:
     """:func:`plain`'s data as JSON that :func:`_from_json` turns back into equal values of the
     same types: None, bools, ints and text as themselves, anything else a tagged list (``["f",
     repr]``, ``["l", items]``, ``["d", [[key, value], ...]]``, ``["t", [iso, fold, zone
-    name, offset in µs]]``), so that no JSON value means two things. ValueError for a value it cannot carry
-    exactly (a complex key, a time zone other than a fixed offset)."""
+    name, offset in µs]]``), so that no JSON value means two things. ValueError for a value it
+    cannot carry exactly (a complex key, a time zone other than a fixed offset)."""
     kind = type(x)
     if x is None or kind in (bool, int, str):
         return x
