@@ -41,6 +41,29 @@ def alert_id(patient_id: str, rule_id: str, opened_at) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+def alert_ids(df: pl.DataFrame) -> pl.Series:
+    """:func:`alert_id` of every row of ``df`` (``patient_id, rule_id, opened_at``).
+
+    The keys are built by polars (``opened_at`` written as :meth:`datetime.isoformat` writes a
+    UTC time: microseconds only when not zero); only the hashing is a Python loop. Times in
+    another zone, or years :meth:`~datetime.datetime.isoformat` pads differently from
+    ``%Y``, take the row-by-row path.
+    """
+    t = pl.col("opened_at")
+    dtype = df.schema["opened_at"]
+    years = df.select(lo=t.dt.year().min(), hi=t.dt.year().max()).row(0) if df.height else (0, 0)
+    if getattr(dtype, "time_zone", None) != "UTC" or not 1000 <= years[0] <= years[1] <= 9999:
+        return pl.Series("alert_id", [alert_id(p, r, o) for p, r, o in df.select(
+            "patient_id", "rule_id", "opened_at").iter_rows()], dtype=pl.String)
+    iso = pl.when(t.dt.microsecond() == 0).then(t.dt.strftime("%Y-%m-%dT%H:%M:%S%:z")) \
+        .otherwise(t.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f%:z"))
+    keys = df.select(pl.concat_str([pl.col("patient_id"), pl.lit("\x1f"), pl.col("rule_id"),
+                                    pl.lit("\x1f"), iso])).to_series()
+    sha = hashlib.sha256
+    return pl.Series("alert_id", [sha(k.encode()).hexdigest()[:20] for k in keys],
+                     dtype=pl.String)
+
+
 def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.DataFrame:
     """Rank episodes into the alert queue.
 
@@ -70,9 +93,7 @@ def build_queue(episodes: pl.DataFrame, risk: pl.DataFrame | None = None) -> pl.
         df = df.with_columns(risk=pl.lit(None, dtype=pl.Float64),
                              risk_factors=pl.lit(None, dtype=pl.String))
     df = df.with_columns(
-        alert_id=pl.struct("patient_id", "rule_id", "opened_at").map_elements(
-            lambda s: alert_id(s["patient_id"], s["rule_id"], s["opened_at"]),
-            return_dtype=pl.String),
+        alert_id=alert_ids(df),
         status=pl.when(pl.col("resolved_at").is_null()).then(pl.lit("open"))
         .otherwise(pl.lit("resolved")),
         _tier=pl.col("severity").replace_strict(SEVERITY_TIER, default=3,

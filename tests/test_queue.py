@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from engine.errors import OutputError
-from engine.queue import QUEUE_COLUMNS, alert_id, build_queue, summary
+from engine.queue import QUEUE_COLUMNS, alert_id, alert_ids, build_queue, summary
 from engine.sinks import write_frame
 
 T = dt.datetime(2026, 1, 10, 8, tzinfo=dt.timezone.utc)
@@ -117,3 +117,16 @@ def test_unwritable_folder(tmp_path):  # pragma: no cover - CI runs as root
     ro.chmod(0o500)
     with pytest.raises(OutputError):
         write_frame(build_queue(episodes([])), ro / "q.parquet")
+
+
+def test_alert_ids_of_a_frame_are_the_row_by_row_ids():
+    times = [T, T + dt.timedelta(microseconds=1), T + dt.timedelta(seconds=59, microseconds=5),
+             T.replace(microsecond=999_999)]
+    ids = ["P1", "patient é", "P\x1fQ", "P1"]
+    df = pl.DataFrame({"patient_id": ids, "rule_id": ["hf.x", "copd.y", "hf.x", "z"],
+                       "opened_at": times})
+    for frame in (df, df.with_columns(pl.col("opened_at").dt.convert_time_zone("Europe/Paris")),
+                  df.with_columns(pl.lit(dt.datetime(999, 5, 1, tzinfo=dt.timezone.utc))
+                                  .alias("opened_at"))):
+        want = [alert_id(*row) for row in frame.iter_rows()]
+        assert alert_ids(frame).to_list() == want
