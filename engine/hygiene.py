@@ -39,6 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 
 from .queue import QUEUE_COLUMNS, SEVERITY_TIER
@@ -191,7 +192,7 @@ def apply(queue: pl.DataFrame, *, as_of: dt.datetime, inhibitions=(), silences=(
         a["_tier"] = SEVERITY_TIER.get(a["severity"], 3)
     zones, ended = _patient_context(patients, config)
     reason: list[str | None] = [None] * len(rows)
-    flap = _flapping(rows, config)
+    flap = _flapping(queue, config)
 
     def mark(a, why):
         if reason[a["_i"]] is None:
@@ -246,32 +247,45 @@ def _patient_context(patients, config):
     return zones, ended
 
 
-def _flapping(rows, config) -> dict[int, tuple[int, int]]:
+def _flapping(queue: pl.DataFrame, config) -> dict[int, tuple[int, int]]:
     """Alert index -> (index of the chain's kept alert, openings of the chain) for every alert
     of a flapping chain: a (patient, rule) run of alerts each opened within ``flap_window`` of
-    the previous one, holding ``flap_openings`` openings within one window."""
+    the previous one, holding ``flap_openings`` openings within one window.
+
+    A chain's alerts are taken in opening order (the queue's order between equal openings), and
+    its kept alert is the last of them. Computed over arrays: the alerts sorted by (patient,
+    rule, opening), a chain breaks at a new (patient, rule) or a gap over the window, and a
+    chain flaps when some alert and the one ``flap_openings - 1`` places later lie in the same
+    chain within the window.
+    """
     n, window = config.flap_openings, config.flap_window
+    if n < 2 or queue.height < n:
+        return {}
+    w = window // dt.timedelta(microseconds=1)
+    s = (queue.select("patient_id", "rule_id", "opened_at").with_row_index("_i")
+         .with_columns(pl.col("opened_at").dt.cast_time_unit("us").dt.epoch("us"))
+         .sort("patient_id", "rule_id", "opened_at", "_i"))
+    idx = s["_i"].to_numpy().astype(np.int64)
+    opened = s["opened_at"].to_numpy()
+    new_series = s.select((pl.col("patient_id") != pl.col("patient_id").shift())
+                          | (pl.col("rule_id") != pl.col("rule_id").shift())).to_series()
+    breaks = new_series.fill_null(True).to_numpy().copy()
+    breaks[1:] |= (opened[1:] - opened[:-1]) > w
+    chain = np.cumsum(breaks) - 1
+    far = n - 1
+    within = (chain[far:] == chain[:-far]) & ((opened[far:] - opened[:-far]) <= w)
+    flaps = np.zeros(chain[-1] + 1, dtype=bool)
+    flaps[chain[:-far][within]] = True
+    if not flaps.any():
+        return {}
+    starts = np.flatnonzero(breaks)
+    ends = np.append(starts[1:], chain.size)              # chain c is rows starts[c]:ends[c]
     out: dict[int, tuple[int, int]] = {}
-    if n < 2:
-        return out
-    series = defaultdict(list)
-    for a in rows:
-        series[(a["patient_id"], a["rule_id"])].append(a)
-    for alerts in series.values():
-        if len(alerts) < n:
-            continue
-        alerts.sort(key=lambda a: a["opened_at"])
-        chain = [alerts[0]]
-        for a in alerts[1:] + [None]:
-            if a is not None and a["opened_at"] - chain[-1]["opened_at"] <= window:
-                chain.append(a)
-                continue
-            opens = [c["opened_at"] for c in chain]
-            if any(opens[k + n - 1] - opens[k] <= window for k in range(len(opens) - n + 1)):
-                kept = chain[-1]["_i"]
-                for c in chain:
-                    out[c["_i"]] = (kept, len(chain))
-            chain = [a]
+    for c in np.flatnonzero(flaps):
+        members = idx[starts[c]:ends[c]]
+        kept, count = int(members[-1]), int(members.size)
+        for i in members.tolist():
+            out[i] = (kept, count)
     return out
 
 

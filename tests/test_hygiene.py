@@ -196,3 +196,45 @@ def test_sample_burden_no_labelled_event_lost():
                                            str(cohort / "patients.parquet")).queue
     assert off.height == res.queue.height
     assert off.schema == pl.Schema(QUEUE_COLUMNS)
+
+
+def _reference_flapping(rows, n, window):
+    """The flapping chains alert by alert, as the first version computed them (a list per
+    (patient, rule), sorted by opening, chains cut at gaps over the window)."""
+    from collections import defaultdict
+
+    out = {}
+    series = defaultdict(list)
+    for i, a in enumerate(rows):
+        series[(a["patient_id"], a["rule_id"])].append({**a, "_i": i})
+    for alerts in series.values():
+        alerts.sort(key=lambda a: a["opened_at"])
+        chain = [alerts[0]]
+        for a in alerts[1:] + [None]:
+            if a is not None and a["opened_at"] - chain[-1]["opened_at"] <= window:
+                chain.append(a)
+                continue
+            opens = [c["opened_at"] for c in chain]
+            if any(opens[k + n - 1] - opens[k] <= window for k in range(len(opens) - n + 1)):
+                for c in chain:
+                    out[c["_i"]] = (chain[-1]["_i"], len(chain))
+            chain = [a]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_flapping_chains_match_the_alert_by_alert_reference(seed):
+    import random
+
+    rng = random.Random(seed)
+    n = rng.choice([2, 3, 4])
+    window = dt.timedelta(hours=rng.choice([1, 6, 72]))
+    rows = [{"patient_id": rng.choice(["a", "b"]), "rule_id": rng.choice(["r.x", "r.y"]),
+             # whole hours over four days: ties, gaps at and just over the window
+             "opened_at": t(1) + dt.timedelta(hours=rng.randrange(96),
+                                              microseconds=rng.choice([0, 0, 1]))}
+            for _ in range(rng.randrange(1, 60))]
+    queue = pl.DataFrame(rows, schema={"patient_id": pl.String, "rule_id": pl.String,
+                                       "opened_at": pl.Datetime("us", "UTC")})
+    config = H.HygieneConfig(flap_openings=n, flap_window=window)
+    assert H._flapping(queue, config) == _reference_flapping(rows, n, window)
