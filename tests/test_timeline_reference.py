@@ -37,10 +37,12 @@ detectors:
   w_gain: {metric: weight, fn: delta, window: 1d}
   quiet: {fn: silence_at, metric: [spo2, heart_rate]}
   any_quiet: {fn: silence_at, metric: any}
+  quiet_too: {fn: silence_at, metric: [heart_rate, spo2]}
 rules:
   - {id: a.hr, title: HR, when: hr_mean > 100 and spo2 < 95 and hr_sd > 1, severity: high,
      confirm_readings: 2}
   - {id: a.q, title: Q, when: quiet > 120 min or any_quiet > 6h, severity: low}
+  - {id: a.q2, title: Q2, when: quiet_too > 30 min, severity: low, confirm_readings: 2}
   - {id: a.w, title: W, when: w_gain > 1 kg and not isnull(weight), severity: medium}
 """, "b.yaml": """
 pack: tlb

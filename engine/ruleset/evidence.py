@@ -134,8 +134,11 @@ _FR_UNITS = {"d": "j", "w": "sem", "m": "min", "degC": "°C"}
 _FR_DURATION = {"w": "sem", "d": "j", "h": "h", "m": "min", "s": "s"}
 
 
+@functools.lru_cache(maxsize=1024)
 def french_unit(label: str) -> str:
-    """A unit label as French writes it: '/d' -> '/j', 'kg/w' -> 'kg/sem', 'kg' unchanged."""
+    """A unit label as French writes it: '/d' -> '/j', 'kg/w' -> 'kg/sem', 'kg' unchanged.
+
+    Cached: a run prints thousands of values in a handful of units."""
     return re.sub(r"[A-Za-z]+", lambda m: _FR_UNITS.get(m.group(), m.group()), label)
 
 

@@ -184,6 +184,17 @@ class _Columns:
                 np.asarray(self.any, np.bool_), sets.astype(np.bool_),
                 np.asarray(self.base, np.int64), np.asarray(self.stale, np.int64))
 
+    def sources(self):
+        """(order, source) of :func:`kernels.columns`: the columns grouped by what they read
+        (a RAW or DET column its metric; a SILENCE or FRESH one its metric set)."""
+        ids: dict = {}
+        source = []
+        for kind, metric, any_metric, mask in zip(self.kind, self.metric, self.any, self.sets):
+            key = (0, metric) if kind in (K.RAW, K.DET) else (1, any_metric, mask.tobytes())
+            source.append(ids.setdefault(key, len(ids)))
+        source = np.asarray(source, np.int64)
+        return np.argsort(source, kind="stable").astype(np.int64), source
+
 
 def patient_fields(pack) -> list[str]:
     """The patient context columns a pack reads (its rules' names and its scores' inputs)."""
@@ -350,11 +361,12 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     del buf
 
     kind, metric, any_metric, sets, base, stale = cols.arrays()
+    order, source = cols.sources()
     out = arrow_buffers.empty((len(cols.names), n), np.float64)    # the columns, in place
     flat = det.flat if det is not None else np.zeros(1)
     position = det.position if det is not None else np.zeros(index.n_series, np.int64)
     K.columns(tel.ts, tel.x, index.offsets, pser, index.metric, position, cohort.start, tl_off,
-              tl_ts, kind, metric, any_metric, sets, base, stale, flat, out)
+              tl_ts, kind, metric, any_metric, sets, base, stale, flat, out, order, source)
 
     values = _frame(cols.names, kind, out, flags, n)
     context = context_columns(pack, tl_ts, tl_pat, cohort)

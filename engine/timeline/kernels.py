@@ -230,7 +230,7 @@ def _set_times(ts, offsets, smetric, s0, s1, any_metric, mask):
 
 @njit(**JIT_PARALLEL)
 def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cmetric,
-            cany, csets, cbase, cstale, flat, out):
+            cany, csets, cbase, cstale, flat, out, order, source):
     """Fill ``out[c, i]``, column ``c`` at timeline row ``i`` (NaN: null).
 
     Column ``c`` is of kind ``ckind[c]``:
@@ -244,6 +244,12 @@ def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cm
       else ``csets[c, m]``), a reading at the time itself counting; when there is none, since
       the patient's ``start`` if it is not later; else null;
     * FRESH: 1.0 when a metric of the set has a reading at exactly the time, else 0.0.
+
+    Columns are filled in the order ``order``, in which columns of the same ``source`` (the
+    metric of a RAW or DET column, the metric set of a SILENCE or FRESH one: equal sources,
+    equal ids) follow each other: a patient's as-of reading of each timeline time (RAW, DET)
+    or latest reading of the set (SILENCE, FRESH) is found once per source and shared by its
+    columns, rather than walked again for each (a pack reads ten detectors of one metric).
     """
     n_pat = pser.size - 1
     n_cols = ckind.size
@@ -252,40 +258,60 @@ def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cm
         if t1 == t0:
             continue
         s0, s1 = pser[p], pser[p + 1]
-        for c in range(n_cols):
+        row = np.empty(t1 - t0, np.int64)     # RAW, DET: the as-of row (< a: none)
+        age = np.empty(t1 - t0, np.int64)     # its age at the time (µs)
+        last = np.empty(t1 - t0, np.int64)    # SILENCE, FRESH: the latest reading's time
+        held = -1                             # the source row/age or last now hold
+        k, a = -1, 0
+        for q in range(n_cols):
+            c = order[q]
             kind = ckind[c]
             o = out[c]
             if kind == RAW or kind == DET:
-                k = -1
-                for j in range(s0, s1):
-                    if smetric[j] == cmetric[c]:
-                        k = j
+                if source[c] != held:
+                    held = source[c]
+                    k = -1
+                    for j in range(s0, s1):
+                        if smetric[j] == cmetric[c]:
+                            k = j
+                    if k >= 0:
+                        a, b = offsets[k], offsets[k + 1]
+                        j = a
+                        for i in range(t0, t1):
+                            t = tl_ts[i]
+                            while j < b and ts[j] <= t:
+                                j += 1
+                            row[i - t0] = j - 1
+                            age[i - t0] = t - ts[j - 1] if j > a else 0
                 if k < 0:
                     for i in range(t0, t1):
                         o[i] = np.nan
                     continue
-                a, b = offsets[k], offsets[k + 1]
-                j = a
-                for i in range(t0, t1):
-                    t = tl_ts[i]
-                    while j < b and ts[j] <= t:
-                        j += 1
-                    r = j - 1
-                    if r < a or t - ts[r] > cstale[c]:
-                        o[i] = np.nan
-                    elif kind == RAW:
-                        o[i] = x[r]
-                    else:
-                        o[i] = round9(flat[cbase[c] + spos[k] + r - a])
+                stale = cstale[c]
+                if kind == RAW:
+                    for i in range(t0, t1):
+                        r = row[i - t0]
+                        o[i] = np.nan if r < a or age[i - t0] > stale else x[r]
+                else:
+                    at = cbase[c] + spos[k] - a
+                    for i in range(t0, t1):
+                        r = row[i - t0]
+                        o[i] = np.nan if r < a or age[i - t0] > stale else round9(flat[at + r])
             else:
-                seen = _set_times(ts, offsets, smetric, s0, s1, cany[c], csets[c])
-                j = 0
-                best = -_MAX
+                if source[c] != held:
+                    held = source[c]
+                    seen = _set_times(ts, offsets, smetric, s0, s1, cany[c], csets[c])
+                    j = 0
+                    best = -_MAX
+                    for i in range(t0, t1):
+                        t = tl_ts[i]
+                        while j < seen.size and seen[j] <= t:
+                            best = seen[j]
+                            j += 1
+                        last[i - t0] = best
                 for i in range(t0, t1):
                     t = tl_ts[i]
-                    while j < seen.size and seen[j] <= t:
-                        best = seen[j]
-                        j += 1
+                    best = last[i - t0]
                     if kind == FRESH:
                         o[i] = 1.0 if best == t else 0.0
                     else:
