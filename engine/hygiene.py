@@ -296,14 +296,25 @@ _JUDGED = ("alert_id", "patient_id", "rule_id", "pack", "severity", "labels", "s
 
 def _inhibit(rows, inhibitions, as_of, mark) -> None:
     """Mark the alerts an inhibition hides (see the module docstring)."""
+    if not inhibitions:
+        return
     # a matcher reads an alert's rule, pack, severity and labels: it is asked once per
     # distinct combination (a few hundred), not once per alert
-    sig = [(a["rule_id"], a["pack"], a["severity"], a["labels"]) for a in rows]
-    labels_of = {g: a["_labels"] for g, a in zip(sig, rows)}
+    code: dict[tuple, int] = {}
+    first: list[dict] = []
+    sig = np.empty(len(rows), np.int64)
+    for i, a in enumerate(rows):
+        g = (a["rule_id"], a["pack"], a["severity"], a["labels"])
+        c = code.get(g)
+        if c is None:
+            c = code[g] = len(first)
+            first.append(a)
+        sig[i] = c
 
-    def matching(m) -> list[bool]:
-        hit = {g: m.matches(g[0], g[1], g[2], lab) for g, lab in labels_of.items()}
-        return [hit[g] for g in sig]
+    def matching(m) -> np.ndarray:
+        hit = np.fromiter((m.matches(a["rule_id"], a["pack"], a["severity"], a["_labels"])
+                           for a in first), dtype=bool, count=len(first))
+        return hit[sig]
 
     for rule in inhibitions:
         def key(a):
@@ -317,14 +328,13 @@ def _inhibit(rows, inhibitions, as_of, mark) -> None:
 
         is_source, is_target = matching(rule.source), matching(rule.target)
         sources = defaultdict(list)
-        for a, src in zip(rows, is_source):
-            if src and (k := key(a)) is not None:
-                sources[k].append(a)
+        for i in np.flatnonzero(is_source).tolist():
+            if (k := key(rows[i])) is not None:
+                sources[k].append(rows[i])
         if not sources:
             continue
-        for a, src, tgt in zip(rows, is_source, is_target):
-            if not tgt or src:
-                continue
+        for i in np.flatnonzero(is_target & ~is_source).tolist():
+            a = rows[i]
             found = [s for s in sources.get(key(a), ()) if s["_tier"] <= a["_tier"]]
             for rid in sorted({s["rule_id"] for s in found}):
                 ivs = [(s["opened_at"], s["_end"] if s["status"] == "resolved"
