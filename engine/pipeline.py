@@ -86,6 +86,10 @@ class Result:
     #: the risk grid times scored, when ``risk`` keeps only each patient's latest (a streamed
     #: run); None otherwise
     risk_points: int | None = None
+    #: the risk grid's times, when ``risk`` and ``features`` hold only the rows the queue reads
+    #: (:meth:`Engine.score_inputs` with ``risk_at="queue"``, as the command line scores); None
+    #: when they hold every grid time
+    risk_grid: int | None = None
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -178,12 +182,20 @@ class Engine:
 
     def score_inputs(self, inputs: "Inputs", *, as_of: dt.datetime | None = None,
                      progress: Callable[[str], None] | None = None,
-                     silences: Sequence = (), history=None) -> Result:
+                     silences: Sequence = (), history=None, risk_at: str = "grid") -> Result:
         """The stages after ingest, on inputs from :func:`load_inputs`. ``silences``
         (:class:`engine.hygiene.Silence`) are honoured when hygiene is on. With ``history``
         (:func:`engine.incremental.open_history`), the run continues a store's history: it
         evaluates the times after the store's last run from the states it left, and the
-        result holds every episode (:mod:`engine.incremental`)."""
+        result holds every episode (:mod:`engine.incremental`).
+
+        ``risk_at`` says where the risk model scores: ``"grid"``, every time of each patient's
+        4-hour grid (``Result.risk`` and ``features`` hold them all: what a report, a backtest
+        or a notebook reads); ``"queue"``, only the grid times the queue reads
+        (:func:`engine.risk.model.queue_rows`: the same queue, the model run on a few rows per
+        patient instead of six a day; ``Result.risk_grid`` counts the grid). The command line
+        scores so. A pack whose rules read ``risk`` needs every grid time: with one, ``"queue"``
+        scores the whole grid."""
         timings = {"ingest": inputs.seconds}
         ing, pats = inputs.ingest, inputs.patients
         require_usable(ing)
@@ -198,21 +210,23 @@ class Engine:
             resume = history.resume
         check_care_plan(pats, self.ruleset.packs, inputs.patients_label)
         ev = self.evaluate(clean, index, pats, until=until, timings=timings, progress=progress,
-                           history=history, resume=resume)
+                           history=history, resume=resume, risk_at=risk_at)
         q, cleaned = self.rank(ev, pats, until=until, timings=timings, progress=progress,
                                silences=silences)
         return Result(clean=clean, quarantine=quarantine, report=report, patients=pats,
                       episodes=ev.episodes, queue=q, timings=timings, as_of=until,
                       pending=combine_pending(ev.pending, pats), risk=ev.risk,
-                      features=ev.features, hygiene=cleaned)
+                      features=ev.features, hygiene=cleaned, risk_grid=ev.risk_grid)
 
     def evaluate(self, clean: pl.DataFrame, index: SeriesIndex, pats: pl.DataFrame | None, *,
                  until: dt.datetime, timings: dict, progress: Callable[[str], None] | None = None,
-                 history=None, resume=None) -> "Evaluation":
+                 history=None, resume=None, risk_at: str = "grid") -> "Evaluation":
         """The per-patient stages on clean telemetry cut at ``until``: detect → episodes of
         every pack, then the risk model and the packs that read it. Patients never meet here,
         so slices of whole patients evaluated apart and merged (:func:`merge_evaluations`) give
-        what one evaluation of them all gives."""
+        what one evaluation of them all gives. ``risk_at``: see :meth:`score_inputs`."""
+        if risk_at not in ("grid", "queue"):
+            raise ValueError(f"risk_at must be 'grid' or 'queue'; got {risk_at!r}.")
         pending: list = []
         parts: list | None = None
         fpack = None
@@ -233,7 +247,7 @@ class Engine:
                                   resume=resume)
         if history is not None:
             episodes = history.merge(episodes, pats)
-        risk = alert_risk = feats = None
+        risk = alert_risk = feats = grid = None
         if self.model is not None:
             from .risk import features as F
             from .risk import model as M
@@ -242,6 +256,9 @@ class Engine:
                 progress("risk")
             t = time.perf_counter()
             feats = F.assemble(parts, episodes)
+            if risk_at == "queue" and not later:
+                grid = feats.height
+                feats = feats[M.queue_rows(feats, episodes)]
             risk = M.score(self.model, feats)
             timings["risk"] = timings.get("risk", 0.0) + time.perf_counter() - t
             if later:
@@ -253,7 +270,7 @@ class Engine:
             t = time.perf_counter()
             alert_risk = M.for_alerts(self.model, feats, risk, episodes, lang=self.lang)
             timings["risk"] += time.perf_counter() - t
-        return Evaluation(episodes, pending, risk, feats, alert_risk)
+        return Evaluation(episodes, pending, risk, feats, alert_risk, grid)
 
     def rank(self, ev: "Evaluation", pats: pl.DataFrame | None, *, until: dt.datetime,
              timings: dict, progress: Callable[[str], None] | None = None,
@@ -287,6 +304,8 @@ class Evaluation:
     risk: pl.DataFrame | None = None
     features: pl.DataFrame | None = None
     alert_risk: pl.DataFrame | None = None
+    #: the grid's times when ``risk`` and ``features`` hold only the rows the queue reads
+    risk_grid: int | None = None
 
 
 def merge_evaluations(parts: Sequence[Evaluation], patients: pl.DataFrame | None) -> Evaluation:
@@ -301,7 +320,9 @@ def merge_evaluations(parts: Sequence[Evaluation], patients: pl.DataFrame | None
     return Evaluation(combine([p.episodes for p in parts], patients),
                       [f for p in parts for f in p.pending],
                       stack([p.risk for p in parts]), stack([p.features for p in parts]),
-                      pl.concat(alert_risk) if alert_risk else None)
+                      pl.concat(alert_risk) if alert_risk else None,
+                      None if all(p.risk_grid is None for p in parts)
+                      else sum(p.risk_grid or 0 for p in parts))
 
 
 @dataclass

@@ -348,3 +348,28 @@ def test_a_site_names_its_own_deterioration_events(tmp_path):
         T.train(tmp_path, tmp_path / "m")
     got = T._events(tmp_path / "events.parquet", ("hospitalisation",))
     assert got.height == c.events.height
+
+
+@pytest.mark.parametrize("as_of_day", [None, 12])
+def test_scoring_only_the_grid_times_the_queue_reads_gives_the_same_queue(small, as_of_day):
+    """risk_at="queue" (the command line's) runs the model on each patient's latest grid time
+    and each resolved alert's last one only: the same queue, risks and reasons, and the risk
+    rows kept are the full grid's rows at those times."""
+    from engine.pipeline import load_inputs
+
+    engine = Engine.from_paths(model="default")
+    inputs = load_inputs(small.telemetry, small.patients)
+    as_of = None if as_of_day is None else T0 + dt.timedelta(days=as_of_day)
+    full = engine.score_inputs(inputs, as_of=as_of)
+    part = engine.score_inputs(inputs, as_of=as_of, risk_at="queue")
+    assert full.risk_grid is None and part.risk_grid == full.risk.height
+    assert part.queue.equals(full.queue)
+    assert part.queue.filter(pl.col("status") == "resolved")["risk"].null_count() == 0
+    assert 0 < part.risk.height < full.risk.height / 10
+    kept = full.risk.join(part.risk.select("patient_id", "ts"), on=["patient_id", "ts"])
+    assert kept.sort("patient_id", "ts").equals(part.risk.sort("patient_id", "ts"))
+    assert part.features.columns == full.features.columns
+    latest = full.risk.group_by("patient_id").agg(pl.col("ts").max())
+    assert latest.join(part.risk, on=["patient_id", "ts"], how="anti").height == 0
+    with pytest.raises(ValueError, match="risk_at"):
+        engine.score_inputs(inputs, risk_at="all")

@@ -241,7 +241,7 @@ def score(
                     history = open_history(store, engine, latest, as_of_dt)
                     as_of_dt = history.as_of
             result = engine.score_inputs(
-                inputs, as_of=as_of_dt, silences=muted, history=history,
+                inputs, as_of=as_of_dt, silences=muted, history=history, risk_at="queue",
                 progress=lambda s: bar.update(task, description=STAGES.get(s, s)))
         t = time.perf_counter()
         if out is not None:
@@ -418,7 +418,11 @@ def engine_model_line(result) -> str:
     high = int((risk.group_by("patient_id").agg(pl.col("risk").last().alias("r"))["r"] >= 0.2)
                .sum()) if risk.height else 0
     points = risk.height if result.risk_points is None else result.risk_points
-    return (f"{points:,} grid times scored (every 4 h per patient); {high:,} "
+    scored = (f"{points:,} grid times scored (every 4 h per patient)"
+              if getattr(result, "risk_grid", None) is None else
+              f"{points:,} of {result.risk_grid:,} grid times scored (those the queue reads: "
+              "each patient's latest, each resolved alert's last; every 4 h per patient)")
+    return (f"{scored}; {high:,} "
             f"patient{'s' if high != 1 else ''} at 20 % or more now; open alerts ranked by risk "
             "within each severity "
             f"({open_q['risk'].is_not_null().sum():,} of {open_q.height:,} with a risk)")

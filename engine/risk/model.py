@@ -344,6 +344,41 @@ def score(model: RiskModel, features: pl.DataFrame) -> pl.DataFrame:
         risk=pl.Series(model.predict(features), dtype=pl.Float64))
 
 
+def _alert_points(grid: pl.DataFrame, episodes: pl.DataFrame):
+    """Which row of ``grid`` (``patient_id``, ``ts``: the risk frame or the features) each
+    episode reads: ``(ep, hit)``, the episodes numbered ``_ep`` with the time ``_at`` they are
+    judged at (an open one: the patient's latest grid time; a resolved one: its last time
+    true), and those with a time matched to the latest grid row ``_row`` at or before it."""
+    latest = grid.group_by("patient_id").agg(pl.col("ts").max().alias("_latest"))
+    ep = (episodes.select("patient_id", "rule_id", "opened_at", "last_seen_at", "resolved_at")
+          .join(latest, on="patient_id", how="left")
+          .with_columns(_at=pl.when(pl.col("resolved_at").is_null()).then(pl.col("_latest"))
+                        .otherwise(pl.col("last_seen_at")))
+          .with_row_index("_ep"))
+    rows = grid.select("patient_id", pl.col("ts").alias("_ts")).with_row_index("_row")
+    hit = (ep.filter(pl.col("_at").is_not_null()).sort("patient_id", "_at")
+           .join_asof(rows.sort("patient_id", "_ts"), left_on="_at", right_on="_ts",
+                      by="patient_id", strategy="backward", check_sortedness=False))
+    return ep, hit
+
+
+def queue_rows(grid: pl.DataFrame, episodes: pl.DataFrame) -> np.ndarray:
+    """The rows of ``grid`` (``patient_id``, ``ts``: the features' grid) the queue reads, in
+    order: each patient's latest grid time (the risk of an open alert, the patients at risk
+    now) and, for each resolved episode, the latest grid time at or before its last time true
+    (:func:`for_alerts`). Scored on these rows alone, :func:`for_alerts` gives what it gives on
+    every row: each row an episode reads is kept, and with it no kept row is later than the
+    time judged while earlier than the row read."""
+    if grid.height == 0:
+        return np.zeros(0, np.int64)
+    last = (grid.select("patient_id", "ts").with_row_index("_row")
+            .group_by("patient_id").agg(pl.col("_row").sort_by("ts").last()))["_row"]
+    if episodes.height:
+        _, hit = _alert_points(grid, episodes)
+        last = pl.concat([last, hit["_row"].drop_nulls()])
+    return np.unique(last.to_numpy()).astype(np.int64)
+
+
 def for_alerts(model: RiskModel, features: pl.DataFrame, risk: pl.DataFrame,
                episodes: pl.DataFrame, lang: str = "en") -> pl.DataFrame:
     """The risk of each episode and why: ``patient_id``, ``rule_id``, ``opened_at``, ``risk``,
@@ -351,23 +386,15 @@ def for_alerts(model: RiskModel, features: pl.DataFrame, risk: pl.DataFrame,
     what is true now) and gets the three features that raised that risk most; a resolved one
     reads the latest grid time at or before its last time true, without factors (explaining
     every past time would cost a second per thousand alerts; :meth:`RiskModel.explain` gives
-    them for any row)."""
+    them for any row). ``risk`` and ``features`` are row for row the same grid times: every
+    grid time, or those :func:`queue_rows` keeps."""
     cols = {"patient_id": pl.String, "rule_id": pl.String,
             "opened_at": pl.Datetime("us", "UTC"), "risk": pl.Float64,
             "risk_factors": pl.String}
     if episodes.height == 0 or risk.height == 0:
         return pl.DataFrame(schema=cols)
-    latest = risk.group_by("patient_id").agg(pl.col("ts").max().alias("_latest"))
-    ep = (episodes.select("patient_id", "rule_id", "opened_at", "last_seen_at", "resolved_at")
-          .join(latest, on="patient_id", how="left")
-          .with_columns(_at=pl.when(pl.col("resolved_at").is_null()).then(pl.col("_latest"))
-                        .otherwise(pl.col("last_seen_at")))
-          .with_row_index("_ep"))
-    grid = risk.with_row_index("_row").sort("patient_id", "ts")
-    hit = (ep.filter(pl.col("_at").is_not_null()).sort("patient_id", "_at")
-           .join_asof(grid.select("patient_id", pl.col("ts").alias("_ts"), "_row", "risk"),
-                      left_on="_at", right_on="_ts", by="patient_id", strategy="backward",
-                      check_sortedness=False))
+    ep, hit = _alert_points(risk, episodes)
+    hit = hit.join(risk.select("risk").with_row_index("_row"), on="_row", how="left")
     rows = hit.filter(pl.col("resolved_at").is_null())["_row"].drop_nulls().unique().sort()
     words = dict(zip(rows.to_list(), model.explain(features[rows.to_list()], lang=lang)))
     hit = hit.with_columns(risk_factors=pl.when(pl.col("resolved_at").is_null()).then(
