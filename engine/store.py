@@ -157,9 +157,6 @@ class _Connection:
     def register(self, name: str, table) -> None:
         self._con.register(name, table)
 
-    def unregister(self, name: str) -> None:
-        self._con.unregister(name)
-
     def close(self) -> None:
         self._con.close()
 
@@ -359,7 +356,6 @@ def write_run(path: str | Path, result, *, engine=None, input_path=None,
                                 "detail": pl.String}, orient="row").to_arrow())
             con.run("insert into alert_events select alert_id, ? as run_id, ? as happened_at, "
                     "event, 'veille' as actor, null as note, detail from ev", [run_id, now])
-            con.unregister("ev")
         rep = result.report
         model = getattr(engine, "model", None) if engine is not None else None
         con.run("insert into runs (run_id, started_at, finished_at, as_of, input, "

@@ -419,7 +419,7 @@ def engine_model_line(result) -> str:
                .sum()) if risk.height else 0
     points = risk.height if result.risk_points is None else result.risk_points
     scored = (f"{points:,} grid times scored (every 4 h per patient)"
-              if getattr(result, "risk_grid", None) is None else
+              if result.risk_grid is None else
               f"{points:,} of {result.risk_grid:,} grid times scored (those the queue reads: "
               "each patient's latest, each resolved alert's last; every 4 h per patient)")
     return (f"{scored}; {high:,} "

@@ -367,8 +367,8 @@ def queue_rows(grid: pl.DataFrame, episodes: pl.DataFrame) -> np.ndarray:
     order: each patient's latest grid time (the risk of an open alert, the patients at risk
     now) and, for each resolved episode, the latest grid time at or before its last time true
     (:func:`for_alerts`). Scored on these rows alone, :func:`for_alerts` gives what it gives on
-    every row: each row an episode reads is kept, and with it no kept row is later than the
-    time judged while earlier than the row read."""
+    every row: the row each episode reads on the whole grid is kept, so it is still the latest
+    kept row at or before the episode's time."""
     if grid.height == 0:
         return np.zeros(0, np.int64)
     last = (grid.select("patient_id", "ts").with_row_index("_row")
