@@ -40,7 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.detectors import _status
+# engine before polars: importing it sets the allocators' settings every veille process runs
+# with, which polars and pyarrow read when they load (docs/architecture.md, "Memory")
+import engine  # noqa: E402
+from benchmarks.detectors import _status  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,7 +81,6 @@ def child_read(path: str) -> dict:
 
 
 def child_engine(path: str, patients: str, repeat: int) -> dict:
-    import engine
     from engine.sinks import write_frames
     from engine.warmup import warmup
 
@@ -102,7 +104,9 @@ def child_engine(path: str, patients: str, repeat: int) -> dict:
                      "peak_extra_bytes": _status("VmHWM") - base, "rows": res.report.rows_in})
         del res
     return {"runs": runs, "chunk_rows": engine.pipeline.CHUNK_ROWS,
-            "workers": engine.pipeline.WORKERS}
+            "workers": engine.pipeline.WORKERS,
+            "allocators": {k: os.environ.get(k)
+                           for k in ("_RJEM_MALLOC_CONF", "MIMALLOC_PURGE_DELAY")}}
 
 
 def run_child(kind: str, *args) -> dict:

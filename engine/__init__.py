@@ -17,6 +17,16 @@ _os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir())
 # on a shared or oversubscribed machine turns a 10 µs kernel call into 10 ms. Passive waiting
 # costs a few µs per call and nothing on large inputs.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before polars and pyarrow are loaded: their allocators keep the memory a run frees for a
+# minute instead of handing it back to the system at once. A run allocates and frees the same
+# large buffers chunk after chunk, and every page handed back is a page fault (the kernel zeroes
+# it) when it is used again: 130-190 k faults, a second of system time, in a warm run over 1e7
+# readings, against 10-20 k with these settings. Idle memory still goes back after a minute.
+# (polars' jemalloc reads _RJEM_MALLOC_CONF, pyarrow's mimalloc MIMALLOC_PURGE_DELAY, when they
+# start; a setting already in the environment wins, and a process that loaded polars before
+# importing engine keeps polars' defaults: see docs/architecture.md, "Memory".)
+_os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:60000,muzzy_decay_ms:60000")
+_os.environ.setdefault("MIMALLOC_PURGE_DELAY", "60000")
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "Result", "VeilleError", "__version__"]

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -89,3 +92,57 @@ def test_a_buffer_series_over_a_pool_block_copies_it_and_frees_it():
     assert col.sum() == n                     # the Series reads its own copy
     del b, col
     pool.clear()
+
+
+_REUSE = """
+import resource, sys, time
+if sys.argv[1] == "engine-first":
+    import engine  # noqa: F401
+import polars as pl
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+first = faults()
+s = pl.int_range(20_000_000, eager=True).cast(pl.Float64) * 2.0     # 160 MB
+first = faults() - first
+del s
+time.sleep(2.0)             # polars' own setting hands freed memory back within about a second
+again = faults()
+s = pl.int_range(20_000_000, eager=True).cast(pl.Float64) * 2.0
+print(first, faults() - again)
+"""
+
+
+def _clean_env() -> dict:
+    """This process's environment without the settings ``import engine`` made in it."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("_RJEM_MALLOC_CONF", "MIMALLOC_PURGE_DELAY")}
+
+
+def _reuse_faults(order: str) -> tuple[int, int]:
+    out = subprocess.run([sys.executable, "-c", _REUSE, order], env=_clean_env(),
+                         capture_output=True, text=True, check=True)
+    first, again = map(int, out.stdout.split())
+    return first, again
+
+
+def test_a_process_that_imports_engine_first_reuses_the_memory_polars_freed():
+    # importing engine sets polars' allocator to keep freed memory for a minute: the second
+    # 160 MB column reuses the first one's pages (no page fault), where polars' default has
+    # handed them back and every page faults again
+    first, again = _reuse_faults("engine-first")
+    assert first > 0
+    assert again < first // 20
+    first, again = _reuse_faults("polars-only")
+    assert again > first // 2
+
+
+def test_engine_sets_the_allocator_settings_before_polars_and_pyarrow_load():
+    code = ("import sys, os; import engine; "
+            "print('polars' in sys.modules, 'pyarrow' in sys.modules, "
+            "os.environ['_RJEM_MALLOC_CONF'], os.environ['MIMALLOC_PURGE_DELAY'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=_clean_env())
+    assert out.stdout.split() == ["False", "False", "dirty_decay_ms:60000,muzzy_decay_ms:60000",
+                                  "60000"]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..arrow_buffers import empty
 from ..errors import InputError
 from ..schema import (EARLIEST, METRICS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TELEMETRY_SCHEMA,
                       TS_DTYPE)
@@ -419,10 +420,14 @@ def ingest_frame(raw: pl.DataFrame, *, tz: str | None = None, now: dt.datetime |
     ukey = enc["unit"].key if has_unit else np.zeros(1, np.uint32)
     ts, tflag = times.to_utc_us(raw["ts"], tz)
     vflag, v = _values(raw["value"])
-    reason, value, pcode, mcode, changed, other_unit = K.row_reasons(
+    # in Arrow memory, which is kept and reused from one run to the next (and which a polars
+    # column may hold: the converted values become the clean column)
+    reason, value = empty(n, np.uint8), empty(n, np.float64)
+    pcode, mcode = empty(n, np.int32), empty(n, np.int16)
+    changed, other_unit = K.row_reasons(
         enc["patient_id"].key, ptab, known, ts, tflag, enc["metric"].key, mtab, vflag, v, ukey,
         utab, has_unit, _SCALE, _OFFSET, _LOW, _HIGH, _INTEGER, _UNIT_CANON, _us(earliest),
-        _us(now + FUTURE_TOLERANCE))
+        _us(now + FUTURE_TOLERANCE), reason, value, pcode, mcode)
 
     if K.all_used_and_strictly_ordered(reason, pcode, mcode, ts):
         # the common case of a clean, sorted export: no row moves, none is dropped

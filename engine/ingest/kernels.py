@@ -23,7 +23,8 @@ V_OK, V_MISSING, V_UNPARSEABLE = 0, 1, 2
 
 @njit(**JIT_PARALLEL)
 def row_reasons(pkey, ptab, known, ts, tflag, mkey, mtab, vflag, v, ukey, utab, has_unit,
-                scale, offset, low, high, integer, ucanon, earliest_us, latest_us):
+                scale, offset, low, high, integer, ucanon, earliest_us, latest_us,
+                reason, value, pcode, mcode):
     """Reason code, canonical value, patient code and metric code of every row.
 
     Codes come through dictionary encodings (:mod:`.encode`): the patient code of row ``i`` is
@@ -32,17 +33,16 @@ def row_reasons(pkey, ptab, known, ts, tflag, mkey, mtab, vflag, v, ukey, utab, 
     given, the canonical unit is assumed; read only when ``has_unit``). ``ts``/``tflag`` come from
     :func:`engine.ingest.times.to_utc_us`, ``vflag``/``v`` are the value. ``scale[m, u]``/
     ``offset[m, u]`` convert (NaN: not convertible); ``low``/``high``/``integer`` are per metric;
-    readings before ``earliest_us`` or after ``latest_us`` are quarantined.
+    readings before ``earliest_us`` or after ``latest_us`` are quarantined. The four per-row
+    results are written into ``reason`` (uint8), ``value`` (float64), ``pcode`` (int32) and
+    ``mcode`` (int16), which the caller allocates: memory the kernel allocated itself would be
+    fresh pages at every run (see :mod:`engine.memory`).
 
-    Also returns how many used rows have a value changed by conversion and how many carry a
+    Returns how many used rows have a value changed by conversion and how many carry a
     unit other than their metric's canonical spelling ``ucanon[m]`` (when both are 0 the input's
     own value and unit columns are already clean).
     """
     n = pkey.size
-    reason = np.empty(n, np.uint8)
-    value = np.empty(n, np.float64)
-    pcode = np.empty(n, np.int32)
-    mcode = np.empty(n, np.int16)
     changed = 0
     other_unit = 0
     for i in prange(n):
@@ -94,7 +94,7 @@ def row_reasons(pkey, ptab, known, ts, tflag, mkey, mtab, vflag, v, ukey, utab, 
         value[i] = x
         pcode[i] = p
         mcode[i] = m
-    return reason, value, pcode, mcode, changed, other_unit
+    return changed, other_unit
 
 
 @njit(**JIT)

@@ -223,8 +223,10 @@ def _local_clock(ts: np.ndarray, patient: np.ndarray,
     and one parallel pass (:func:`kernels.local_clock`) applies it; the rows within an hour where
     their zone's offset changes (a clock change; some happened at odd minutes, such as
     Newfoundland's at 00:01 until 2011) are then converted exactly."""
-    hour = np.empty(ts.size, np.float64)
-    dow = np.empty(ts.size, np.float64)
+    # in Arrow memory: they become columns (read in place), and Arrow keeps freed memory for
+    # the next chunk, where numpy's would be fresh pages each time
+    hour = arrow_buffers.empty(ts.size, np.float64)
+    dow = arrow_buffers.empty(ts.size, np.float64)
     if ts.size == 0:
         return hour, dow
     names = sorted(set(zones))
@@ -232,8 +234,8 @@ def _local_clock(ts: np.ndarray, patient: np.ndarray,
     first = int(ts.min()) // HOUR_US
     grid_us = np.arange(first, int(ts.max()) // HOUR_US + 2, dtype=np.int64) * HOUR_US
     grid = np.stack([_offsets_at(grid_us, zone) for zone in names]).astype(np.int64)
-    row_zone = code[patient] if len(names) > 1 else np.zeros(ts.size, np.int32)
-    exact = np.empty(ts.size, np.bool_)
+    row_zone = np.take(code, patient, out=POOL.empty(ts.size, np.int32))
+    exact = POOL.empty(ts.size, np.bool_)
     K.local_clock(ts, row_zone, first, grid, hour, dow, exact)
     rows = np.flatnonzero(exact)
     for z, zone in enumerate(names):
@@ -266,8 +268,8 @@ def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort) -
     if "hour_of_day" in reads or "day_of_week" in reads:
         zones = ctx.get_column("tz").fill_null(pack.time_zone or "UTC").to_list()
         hour, dow = _local_clock(ts, patient, zones)
-        out["hour_of_day"] = pl.Series(hour)
-        out["day_of_week"] = pl.Series(dow)
+        out["hour_of_day"] = arrow_buffers.series("hour_of_day", pa.float64(), hour)
+        out["day_of_week"] = arrow_buffers.series("day_of_week", pa.float64(), dow)
     for name, field_ in (("since_enrolment", "enrolled_at"), ("since_surgery", "surgery_at")):
         if name in reads:
             at = ctx.get_column(field_).dt.epoch("us").gather(codes)
