@@ -266,6 +266,7 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
     if resume is not None:
         series_ids = timeline.patient_ids(starts)
         start = resume.start(series_ids, timeline.ts, offsets)
+    skip = _guarded_starts(rules, timeline, starts, offsets) if resume is None else {}
     for r in rules:
         state = coded.get_column(r.id).to_numpy()
         fresh = (timeline.values.get_column(fresh_column(r.confirm_metrics)).to_numpy()
@@ -275,7 +276,8 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
         init = resume.init(r.id, series_ids) if resume is not None else None
         o, s, l, z, count, _, final, carry = resume_kernel(
             timeline.ts, state, offsets, r.for_us, r.cooldown_us, r.resolve_after_us, fresh,
-            r.confirm_readings, out=slots_out, resolving=resolving, start=start, init=init)
+            r.confirm_readings, out=slots_out, resolving=resolving,
+            start=skip.get(r.id, start), init=init)
         keep = slots(offsets, count)
         if keep.size:
             since = s[keep]
@@ -298,6 +300,33 @@ def open_episodes(timeline: Timeline, conditions: pl.DataFrame | pl.LazyFrame,
     if not rows:
         return pl.DataFrame(schema=EPISODE_COLUMNS)
     return _frame(pack, timeline, rows, lang)
+
+
+def _guarded_starts(rules, timeline: Timeline, starts: np.ndarray,
+                    offsets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per rule with a patient guard (:attr:`CompiledRule.guard`, e.g. ``programme ==
+    "copd"``) false for some patients: the first row the kernel reads of each series, past
+    the series' end for those patients. Their condition is false at every time (false and
+    anything is false), where the kernel would open nothing, leave nothing pending and only
+    walk the rows; a guard that is unknown (a patient without a programme) skips nothing, since
+    the condition may then be unknown and ``on_missing`` decides. The guards are evaluated on
+    each patient's first timeline row: patient fields are the same at all of its rows."""
+    guarded = [r for r in rules if r.guard is not None]
+    if not guarded:
+        return {}
+    values = timeline.values
+    first = values[starts] if values.width else pl.DataFrame(height=starts.size)
+    # with_columns, not select: a guard of constants alone still gives one value per patient
+    names = [f"\0guard{i}" for i in range(len(guarded))]
+    first = first.with_columns(r.guard.alias(n) for r, n in zip(guarded, names)).select(names)
+    out = {}
+    for r, name in zip(guarded, names):
+        excluded = (~first.get_column(name).cast(pl.Boolean)).fill_null(False).to_numpy()
+        if excluded.any():
+            begin = offsets[:-1].copy()
+            begin[excluded] = offsets[1:][excluded]
+            out[r.id] = begin
+    return out
 
 
 def _pending_frame(pack, tl: Timeline, waiting, lang: str) -> pl.DataFrame:

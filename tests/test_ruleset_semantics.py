@@ -485,3 +485,78 @@ def test_episode_kernel_matches_the_reference(many, for_m, cool_m, res_m, confir
             got_pending = (ts[pend[0, k]], pend[1, k] if confirm > 1 else want_pending[1],
                            None if pend[2, k] == NEVER else pend[2, k])
         assert got_pending == want_pending
+
+
+# ------------------------------------------------------------------------------------------
+# Patient guards: a rule's conjuncts over the patient's own fields skip the other patients
+# ------------------------------------------------------------------------------------------
+GUARDED = pack("""  - id: p.copd
+    title: Low SpO2 (COPD)
+    when: programme == "copd" and spo2 < 92
+    severity: high
+  - id: p.hf_unknown_holds
+    title: Low SpO2 (heart failure)
+    when: programme == "heart_failure" and spo2 < 92
+    on_missing: "true"
+    severity: high
+    cooldown: 0m
+  - id: p.old
+    title: Low SpO2 (older)
+    when: age >= min_age and spo2 < 90 and programme != "covid_home"
+    severity: medium
+  - id: p.either
+    title: Low SpO2 or COPD
+    when: spo2 < 88 or programme == "copd"
+    severity: low
+""", params="min_age: {value: 75, min: 18, max: 120}", scope="{cohort: any}")
+
+
+def test_guards_are_the_conjuncts_over_patient_fields_and_constants():
+    rules = {r.id: r for r in load_rules_text({"p.yaml": GUARDED}).packs[0].rules}
+    assert rules["p.copd"].guard is not None
+    assert rules["p.old"].guard is not None
+    assert rules["p.either"].guard is None          # an `or`: no conjunct decides alone
+    frame = pl.DataFrame({"programme": ["copd", "heart_failure", None],
+                          "age": [80, 60, None]})
+    assert frame.select(rules["p.copd"].guard).to_series().to_list() == [True, False, None]
+    assert frame.select(rules["p.old"].guard).to_series().to_list() == [True, False, None]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["copd", "heart_failure", "covid_home", None]),
+                          st.sampled_from([60, 80, None]),
+                          st.lists(st.one_of(st.none(), st.integers(84, 96)), min_size=1,
+                                   max_size=12)),
+                min_size=1, max_size=6))
+def test_skipping_the_patients_a_guard_excludes_gives_the_same_episodes(people):
+    import engine.episodes as E
+
+    rows, pats = [], []
+    for k, (programme, age, values) in enumerate(people):
+        rows += series(values, every=7 + k, patient=f"p{k}")
+        pats.append((f"p{k}", programme, age))
+    if not rows:
+        return
+    rs = load_rules_text({"p.yaml": GUARDED})
+    tel, table = telemetry(rows), patients(*pats)
+    until = at(200)
+    guarded = rs.evaluate(tel, table, until=until)
+    saved = E._guarded_starts
+    E._guarded_starts = lambda *a: {}
+    try:
+        plain = rs.evaluate(tel, table, until=until)
+    finally:
+        E._guarded_starts = saved
+    assert guarded.equals(plain)
+
+
+def test_a_patient_whose_guard_is_unknown_is_not_skipped():
+    # no programme: `programme == "heart_failure"` is unknown, so the condition is unknown
+    # where SpO2 is low, and on_missing "true" makes it hold: the alert must still open
+    eps = episodes(GUARDED, series([95, 90, 90]), pats=patients(("a", None, 60)),
+                   until=at(30))
+    assert "p.hf_unknown_holds" in eps["rule_id"].to_list()
+    eps = episodes(GUARDED, series([95, 90, 90]), pats=patients(("a", "copd", 60)),
+                   until=at(30))
+    assert "p.hf_unknown_holds" not in eps["rule_id"].to_list()
+    assert "p.copd" in eps["rule_id"].to_list()

@@ -127,6 +127,10 @@ class CompiledRule:
         ``when`` has been false for ``resolve_after``.
     resolve_expr : pl.Expr or None
         Its polars expression.
+    guard : pl.Expr or None
+        The conjuncts of ``when`` that read only the patient's own fields and constants, over
+        the patient's fields: where false, the rule cannot hold for the patient (None: no such
+        conjunct).
     labels : dict of str -> str
         The rule's labels (the pack's, then the rule's own, then the sites'), carried to its
         alerts.
@@ -163,6 +167,7 @@ class CompiledRule:
     confirm_metrics: tuple[str, ...] | None = ()
     resolve_when: str | None = None
     resolve_expr: pl.Expr | None = None
+    guard: pl.Expr | None = None
     labels: dict = field(default_factory=dict)
     reads: tuple[str, ...] = ()
     titles: dict = field(default_factory=dict)

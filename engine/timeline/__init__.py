@@ -234,12 +234,12 @@ def _local_clock(ts: np.ndarray, patient: np.ndarray,
     first = int(ts.min()) // HOUR_US
     grid_us = np.arange(first, int(ts.max()) // HOUR_US + 2, dtype=np.int64) * HOUR_US
     grid = np.stack([_offsets_at(grid_us, zone) for zone in names]).astype(np.int64)
-    row_zone = np.take(code, patient, out=POOL.empty(ts.size, np.int32))
     exact = POOL.empty(ts.size, np.bool_)
-    K.local_clock(ts, row_zone, first, grid, hour, dow, exact)
+    K.local_clock(ts, patient, code, first, grid, hour, dow, exact)
     rows = np.flatnonzero(exact)
+    row_zone = code[patient[rows]]
     for z, zone in enumerate(names):
-        mine = rows[row_zone[rows] == z]
+        mine = rows[row_zone == z]
         if mine.size:
             local = ts[mine] + _offsets_at(ts[mine], zone)
             hour[mine] = ((local % DAY_US) // SECOND_US) / 3600.0

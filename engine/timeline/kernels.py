@@ -322,9 +322,9 @@ def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cm
 
 
 @njit(**JIT_PARALLEL)
-def local_clock(ts, zone, first_hour, grid, hour, dow, exact):
+def local_clock(ts, patient, zone, first_hour, grid, hour, dow, exact):
     """Local hour of day (a decimal, to the second) and ISO day of week (1 = Monday) of each µs
-    time ``ts[i]`` in zone ``zone[i]``, whose UTC offset (µs) at each whole hour from
+    time ``ts[i]`` in zone ``zone[patient[i]]``, whose UTC offset (µs) at each whole hour from
     ``first_hour`` is ``grid[zone, hour - first_hour]``. A time in an hour where its zone's
     offset changes gets ``exact[i] = True`` and must be recomputed from its exact offset (the
     caller does: a clock change is a few rows a year).
@@ -337,7 +337,7 @@ def local_clock(ts, zone, first_hour, grid, hour, dow, exact):
     first = np.uint64(first_hour)
     for i in prange(ts.size):
         k = np.uint64(ts[i]) // hour_us - first
-        z = zone[i]
+        z = zone[patient[i]]
         off = grid[z, k]
         exact[i] = off != grid[z, k + np.uint64(1)]
         local = np.uint64(ts[i] + off)

@@ -25,7 +25,7 @@ from .detectors import compile_detectors
 from ..format.diagnostics import Diagnostics, did_you_mean, shown
 from ..evidence import parse_template
 from ..i18n import LANGS, NAMES, SOURCE_LANG
-from ..lang.parser import names, parse_problems
+from ..lang.parser import Binary, names, parse_problems
 from .params import ParamText, _cycles, check_bounds, resolve_params
 from .scope import pack_scope, site_scope
 from ..format.source import Source, dotted
@@ -565,6 +565,7 @@ class PackCompiler:
         return CompiledRule(
             id=r.id, pack=self.pack.pack, title=title, severity=sev, when=r.when, node=node,
             expr=compile_expr(node, checker, self.symbols),
+            guard=self.patient_guard(node, checker),
             for_us=dur["for"], cooldown_us=dur["cooldown"], resolve_after_us=dur["resolve_after"],
             on_missing=r.on_missing or self.defaults["on_missing"], reason=reason,
             rationale=r.rationale, references=tuple(r.references), evidence_names=evidence,
@@ -580,6 +581,34 @@ class PackCompiler:
             labels=dict(sorted(labels.items())),
             reads=tuple(dict.fromkeys((*evidence, *resolve_names))),
             titles=titles, reasons=reasons)
+
+    def patient_guard(self, node, checker):
+        """The conjuncts of a rule's ``when`` that read only the patient's own fields and
+        constants (``programme == "copd"``, ``age >= min_age``), as one polars expression over
+        those fields; None when there is none. Where it is false for a patient, ``when`` is
+        false at each of the patient's times (false and anything is false): the episodes stage
+        skips that patient's timeline for the rule (:func:`engine.episodes.open_episodes`).
+        A param set per patient (a care plan value) is not a constant: it is left out."""
+        parts, todo = [], [node]
+        while todo:
+            n = todo.pop()
+            if isinstance(n, Binary) and n.op == "and":
+                todo += [n.right, n.left]
+            else:
+                parts.append(n)
+
+        def constant_per_patient(name: str) -> bool:
+            sym = self.symbols[name]
+            return sym.kind == "patient" or (sym.kind == "param" and sym.column is None)
+
+        guard = [compile_expr(p, checker, self.symbols) for p in parts
+                 if all(constant_per_patient(x.name) for x in names(p))]
+        if not guard:
+            return None
+        out = guard[0]
+        for g in guard[1:]:
+            out = out & g
+        return out
 
     def texts(self, value, path, rule_id) -> dict[str, str]:
         """A title's or reason's text per language (``{lang: text}``, English first): a plain
