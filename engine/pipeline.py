@@ -854,7 +854,8 @@ def evaluate_packs(packs, telemetry: pl.DataFrame, patients: pl.DataFrame | None
             if not any(r.enabled for r in pack.rules) or not part.in_scope(pack).any():
                 continue
             t = time.perf_counter()
-            tl = build(pack, tel, det, part, until_us, risk=risk)
+            # without a resumed state, a rule's guarded-out patients are not read (only_needed)
+            tl = build(pack, tel, det, part, until_us, risk=risk, only_needed=resume is None)
             t2 = time.perf_counter()
             # the conditions are evaluated in the same polars pass as the episodes' coding of
             # them: their time is counted with the episodes

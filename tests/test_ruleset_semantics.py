@@ -511,6 +511,35 @@ GUARDED = pack("""  - id: p.copd
 """, params="min_age: {value: 75, min: 18, max: 120}", scope="{cohort: any}")
 
 
+GUARDED_COLUMNS = """
+pack: q
+version: "1"
+scope: {cohort: any}
+evaluate_every: 1h
+rules:
+  - id: q.copd
+    title: Low SpO2 (COPD)
+    when: programme == "copd" and spo2 < 92
+    severity: high
+  - id: q.hf
+    title: Heavy in the morning (heart failure)
+    when: programme == "heart_failure" and weight > 80 and hour_of_day >= 6
+    severity: medium
+"""
+
+
+def test_a_column_is_computed_only_for_the_patients_a_rule_reading_it_may_hold_for():
+    from engine.patients import Cohort
+    from engine.timeline import column_needs
+
+    pack = load_rules_text({"q.yaml": GUARDED_COLUMNS}).packs[0]
+    cohort = Cohort.of(pl.Series(["a", "b", "c"]),
+                       patients(("a", "copd", 60), ("b", "heart_failure", 70), ("c", None, 80)))
+    need, clock = column_needs(pack, cohort, ["spo2", "weight", "unread"])
+    assert need.tolist() == [[True, False, True], [False, True, True], [True, True, True]]
+    assert clock.tolist() == [False, True, True]
+
+
 def test_guards_are_the_conjuncts_over_patient_fields_and_constants():
     rules = {r.id: r for r in load_rules_text({"p.yaml": GUARDED}).packs[0].rules}
     assert rules["p.copd"].guard is not None
@@ -537,16 +566,22 @@ def test_skipping_the_patients_a_guard_excludes_gives_the_same_episodes(people):
         pats.append((f"p{k}", programme, age))
     if not rows:
         return
-    rs = load_rules_text({"p.yaml": GUARDED})
+    import engine.timeline as T
+
+    rows += [r for k in range(len(people))
+             for r in series([70 + 9 * (k % 3)] * 6, every=11, metric="weight", patient=f"p{k}")]
+    rs = load_rules_text({"p.yaml": GUARDED, "q.yaml": GUARDED_COLUMNS})
     tel, table = telemetry(rows), patients(*pats)
     until = at(200)
     guarded = rs.evaluate(tel, table, until=until)
-    saved = E._guarded_starts
+    saved = E._guarded_starts, T.column_needs
     E._guarded_starts = lambda *a: {}
+    T.column_needs = lambda pack, cohort, names: (
+        np.ones((len(names), cohort.size), np.bool_), None)
     try:
         plain = rs.evaluate(tel, table, until=until)
     finally:
-        E._guarded_starts = saved
+        E._guarded_starts, T.column_needs = saved
     assert guarded.equals(plain)
 
 

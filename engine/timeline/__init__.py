@@ -213,10 +213,11 @@ def _offsets_at(us: np.ndarray, zone: str) -> np.ndarray:
     return (local - pl.Series(us)).to_numpy()
 
 
-def _local_clock(ts: np.ndarray, patient: np.ndarray,
-                 zones: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _local_clock(ts: np.ndarray, patient: np.ndarray, zones: list[str],
+                 need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(hour of day as a decimal, to the second; ISO day of week, 1 = Monday) of each µs time
-    in its patient's zone (``zones[code]``; ``patient`` the row's patient code).
+    in its patient's zone (``zones[code]``; ``patient`` the row's patient code); NaN at the
+    times of the patients ``need`` (bool per patient code, None: all) leaves out.
 
     Each zone's offset is read once per hour over ``ts``'s span (8,760 conversions for a year)
     rather than per row — a zone-aware conversion of every reading costs a hundred times more —
@@ -235,7 +236,8 @@ def _local_clock(ts: np.ndarray, patient: np.ndarray,
     grid_us = np.arange(first, int(ts.max()) // HOUR_US + 2, dtype=np.int64) * HOUR_US
     grid = np.stack([_offsets_at(grid_us, zone) for zone in names]).astype(np.int64)
     exact = POOL.empty(ts.size, np.bool_)
-    K.local_clock(ts, patient, code, first, grid, hour, dow, exact)
+    need = np.ones(len(zones), np.bool_) if need is None else need
+    K.local_clock(ts, patient, code, need, first, grid, hour, dow, exact)
     rows = np.flatnonzero(exact)
     row_zone = code[patient[rows]]
     for z, zone in enumerate(names):
@@ -247,10 +249,13 @@ def _local_clock(ts: np.ndarray, patient: np.ndarray,
     return hour, dow
 
 
-def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort) -> dict:
+def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort,
+                    clock_need: np.ndarray | None = None) -> dict:
     """The columns of the patient context a pack reads, one value per timeline row: patient
     fields, params set per patient (the care plan's value where given, else the param's),
-    local time of day and day of week, time since enrolment and since surgery."""
+    local time of day and day of week, time since enrolment and since surgery. The local
+    clock is null at the times of the patients ``clock_need`` (bool per patient code, None:
+    all) leaves out."""
     from ..ruleset.compile.pack import patient_param_column
     from ..schema import CARE_PLAN
     from ..units import UNITS
@@ -267,9 +272,14 @@ def context_columns(pack, ts: np.ndarray, patient: np.ndarray, cohort: Cohort) -
         out[patient_param_column(pack.name, name)] = own.fill_null(float(prm.value))
     if "hour_of_day" in reads or "day_of_week" in reads:
         zones = ctx.get_column("tz").fill_null(pack.time_zone or "UTC").to_list()
-        hour, dow = _local_clock(ts, patient, zones)
-        out["hour_of_day"] = arrow_buffers.series("hour_of_day", pa.float64(), hour)
-        out["day_of_week"] = arrow_buffers.series("day_of_week", pa.float64(), dow)
+        hour, dow = _local_clock(ts, patient, zones, clock_need)
+        valid = [None, None]
+        if clock_need is not None and not clock_need.all():
+            valid = arrow_buffers.empty((2, (ts.size + 7) // 8), np.uint8)
+            K.validity(hour.reshape(1, -1), valid[0:1])
+            K.validity(dow.reshape(1, -1), valid[1:2])
+        out["hour_of_day"] = arrow_buffers.series("hour_of_day", pa.float64(), hour, valid[0])
+        out["day_of_week"] = arrow_buffers.series("day_of_week", pa.float64(), dow, valid[1])
     for name, field_ in (("since_enrolment", "enrolled_at"), ("since_surgery", "surgery_at")):
         if name in reads:
             at = ctx.get_column(field_).dt.epoch("us").gather(codes)
@@ -300,9 +310,67 @@ def risk_column(patient: np.ndarray, ts: np.ndarray, cohort: Cohort,
     return got.sort("_i")["risk"].cast(pl.Float64).alias("risk")
 
 
+def guard_active(rule, cohort: Cohort) -> np.ndarray:
+    """Bool per patient code: may ``rule`` hold for the patient, i.e. is its patient guard
+    (:attr:`~engine.ruleset.packs.CompiledRule.guard`) not false (true, unknown, or none)."""
+    if rule.guard is None:
+        return np.ones(cohort.size, np.bool_)
+    # with_columns, not select: a guard of constants alone still gives one value per patient
+    g = cohort.context.with_columns(rule.guard.alias("\0guard")).get_column("\0guard")
+    return ~(~g.cast(pl.Boolean)).fill_null(False).to_numpy()
+
+
+def column_needs(pack, cohort: Cohort, names: list[str]):
+    """``(need, clock)``: ``need[c, p]`` says whether timeline column ``names[c]`` must be
+    computed at patient ``p``'s times, ``clock[p]`` whether the local clock must (None: at
+    every patient's).
+
+    A column is needed at a patient's times when an enabled rule that reads it — through its
+    ``when``, ``resolve_when``, evidence, confirmation count or the named conditions they
+    read — may hold for the patient (:func:`guard_active`). Where every rule reading a column
+    has a patient guard false for the patient, the episodes stage does not read the patient's
+    times for those rules (:func:`engine.episodes.open_episodes`), so the column is left null
+    there: device silence's weight silence is computed for heart failure patients only. A
+    column no rule reads, and every column of a pack with scores (whose inputs are not
+    tracked here), is computed everywhere."""
+    n_pat = cohort.size
+    everyone = np.ones((len(names), n_pat), np.bool_)
+    rules = [r for r in pack.rules if r.enabled]
+    if pack.scores or not any(r.guard is not None for r in rules):
+        return everyone, None
+    cond_reads = {c.column: set(c.expr.meta.root_names()) for c in pack.conditions}
+    column_of = {n: sym.column for n, sym in pack.symbols.items() if sym.column is not None}
+    pos = {n: i for i, n in enumerate(names)}
+    need = np.zeros_like(everyone)
+    read_by_a_rule = np.zeros(len(names), np.bool_)
+    clock = np.zeros(n_pat, np.bool_)
+    for r in rules:
+        read = set(r.expr.meta.root_names())
+        if r.resolve_expr is not None:
+            read |= set(r.resolve_expr.meta.root_names())
+        read |= {column_of[n] for n in r.evidence_names if n in column_of}
+        if r.confirm_readings > 1:
+            read.add(fresh_column(r.confirm_metrics))
+        todo = list(read)
+        while todo:
+            for c in cond_reads.get(todo.pop(), ()):
+                if c not in read:
+                    read.add(c)
+                    todo.append(c)
+        active = guard_active(r, cohort)
+        for c in read:
+            if c in pos:
+                need[pos[c]] |= active
+                read_by_a_rule[pos[c]] = True
+        if "hour_of_day" in read or "day_of_week" in read:
+            clock |= active
+    need[~read_by_a_rule] = True
+    return need, clock
+
+
 def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
           until_us: int | None, *, readings: bool = True,
-          risk: pl.DataFrame | None = None) -> Timeline:
+          risk: pl.DataFrame | None = None, only_needed: bool = False) -> Timeline:
     """The evaluation timeline of ``pack`` over the cohort's patients.
 
     ``tel`` must hold no reading after ``until_us`` (the pipeline cuts it there); without
@@ -310,7 +378,10 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     timeline is the pack's cadence alone (its readings only say when each patient's cadence
     starts and, without ``until_us``, ends): the risk model's fixed grid of times. ``risk``
     (``patient_id``, ``ts``, ``risk``: the risk stage's output) is read by packs whose rules
-    use ``risk`` (:func:`risk_column`).
+    use ``risk`` (:func:`risk_column`). With ``only_needed``, a column is left null at the
+    times of the patients for whom every rule reading it has a false patient guard
+    (:func:`column_needs`): what the pipeline's episodes stage reads, when it does not resume
+    an earlier run's states.
     """
     cols = _Columns()
     obs: set[str] = set(pack.metrics)
@@ -367,11 +438,14 @@ def build(pack, tel: Telemetry, det: Detections | None, cohort: Cohort,
     out = arrow_buffers.empty((len(cols.names), n), np.float64)    # the columns, in place
     flat = det.flat if det is not None else np.zeros(1)
     position = det.position if det is not None else np.zeros(index.n_series, np.int64)
+    need, clock = (column_needs(pack, cohort, cols.names) if only_needed
+                   else (np.ones((len(cols.names), n_pat), np.bool_), None))
     K.columns(tel.ts, tel.x, index.offsets, pser, index.metric, position, cohort.start, tl_off,
-              tl_ts, kind, metric, any_metric, sets, base, stale, flat, out, order, source)
+              tl_ts, kind, metric, any_metric, sets, base, stale, flat, out, order, source,
+              need)
 
     values = _frame(cols.names, kind, out, flags, n)
-    context = context_columns(pack, tl_ts, tl_pat, cohort)
+    context = context_columns(pack, tl_ts, tl_pat, cohort, clock)
     if context:
         values = values.with_columns(context.values())
     if "risk" in pack.reads:

@@ -230,8 +230,9 @@ def _set_times(ts, offsets, smetric, s0, s1, any_metric, mask):
 
 @njit(**JIT_PARALLEL)
 def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cmetric,
-            cany, csets, cbase, cstale, flat, out, order, source):
-    """Fill ``out[c, i]``, column ``c`` at timeline row ``i`` (NaN: null).
+            cany, csets, cbase, cstale, flat, out, order, source, need):
+    """Fill ``out[c, i]``, column ``c`` at timeline row ``i`` (NaN: null). Only the patients
+    ``p`` with ``need[c, p]`` are computed; the others' rows of column ``c`` are null.
 
     Column ``c`` is of kind ``ckind[c]``:
 
@@ -267,6 +268,10 @@ def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cm
             c = order[q]
             kind = ckind[c]
             o = out[c]
+            if not need[c, p]:
+                for i in range(t0, t1):
+                    o[i] = np.nan
+                continue
             if kind == RAW or kind == DET:
                 if source[c] != held:
                     held = source[c]
@@ -322,9 +327,10 @@ def columns(ts, x, offsets, pser, smetric, spos, start, tl_off, tl_ts, ckind, cm
 
 
 @njit(**JIT_PARALLEL)
-def local_clock(ts, patient, zone, first_hour, grid, hour, dow, exact):
+def local_clock(ts, patient, zone, need, first_hour, grid, hour, dow, exact):
     """Local hour of day (a decimal, to the second) and ISO day of week (1 = Monday) of each µs
-    time ``ts[i]`` in zone ``zone[patient[i]]``, whose UTC offset (µs) at each whole hour from
+    time ``ts[i]`` of a patient ``p = patient[i]`` with ``need[p]`` (NaN for the others) in
+    zone ``zone[p]``, whose UTC offset (µs) at each whole hour from
     ``first_hour`` is ``grid[zone, hour - first_hour]``. A time in an hour where its zone's
     offset changes gets ``exact[i] = True`` and must be recomputed from its exact offset (the
     caller does: a clock change is a few rows a year).
@@ -336,6 +342,11 @@ def local_clock(ts, patient, zone, first_hour, grid, hour, dow, exact):
     second_us = np.uint64(1_000_000)
     first = np.uint64(first_hour)
     for i in prange(ts.size):
+        if not need[patient[i]]:
+            hour[i] = np.nan
+            dow[i] = np.nan
+            exact[i] = False
+            continue
         k = np.uint64(ts[i]) // hour_us - first
         z = zone[patient[i]]
         off = grid[z, k]
