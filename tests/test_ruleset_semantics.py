@@ -595,3 +595,17 @@ def test_a_patient_whose_guard_is_unknown_is_not_skipped():
                    until=at(30))
     assert "p.hf_unknown_holds" not in eps["rule_id"].to_list()
     assert "p.copd" in eps["rule_id"].to_list()
+
+
+def test_a_site_override_of_a_guards_param_moves_the_guard():
+    text = pack("""  - id: p.old
+    title: Low SpO2 (older)
+    when: age >= min_age and spo2 < 90
+    severity: medium
+""", params="min_age: {value: 75, min: 18, max: 120}", scope="{cohort: any}")
+    site = {"s.yaml": "site: s\npacks:\n  p:\n    params:\n      min_age: 60\n"}
+    rows, pats = series([85, 85, 85]), patients(("a", "copd", 65))
+    assert episodes(text, rows, pats=pats, until=at(30)).height == 0       # 65 < 75
+    # the guard is compiled with the site's value: a stale 75 would skip the patient
+    assert episodes(text, rows, pats=pats, until=at(30), sites=site)["rule_id"].to_list() \
+        == ["p.old"]
