@@ -100,7 +100,14 @@ def _duration_text(v: float, unit: str) -> str:
     us = v * _TIME_UNITS_US[unit]
     if us < 60_000_000:  # under a minute (a chair-rise test): seconds, to 0.1 s
         return f"{us / 1e6:.1f}".rstrip("0").rstrip(".") + " s"
-    text = format_duration(int(round(us / 6e7)) * 60_000_000)   # to the minute
+    return _minutes_text(int(round(us / 6e7)))      # to the minute
+
+
+@functools.lru_cache(maxsize=4096)
+def _minutes_text(minutes: int) -> str:
+    """A whole number of minutes as :func:`_duration_text` writes it. Cached: the silences and
+    durations of a run's episodes, rounded to the minute, repeat."""
+    text = format_duration(minutes * 60_000_000)
     # whole weeks read as weeks ("2w"), anything else in days: "30d", not "4w2d"
     weeks = re.fullmatch(r"(\d+)w(?:(\d+)d)?(.*)", text)
     if weeks and (weeks.group(2) or weeks.group(3)):
@@ -155,13 +162,19 @@ def french_value(value, unit: str) -> str:
         return value
     v = float(value)
     if _is_duration(v, unit):
-        text = _duration_text(v, unit)
-        if text.endswith(" s"):
-            return text[:-2].replace(".", ",") + NBSP + "s"
-        return NBSP.join(f"{n}{NBSP}{_FR_DURATION[u]}"
-                         for n, u in re.findall(r"(\d+)([wdhms])", text))
+        return _french_duration(_duration_text(v, unit))
     text = _number_text(v).replace(".", ",")
     return f"{text}{NBSP}{french_unit(unit)}" if unit else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _french_duration(text: str) -> str:
+    """A duration as :func:`_duration_text` writes it, in French ('1h30m' -> '1 h 30 min',
+    '16.2 s' -> '16,2 s'). Cached, as :func:`_minutes_text` is."""
+    if text.endswith(" s"):
+        return text[:-2].replace(".", ",") + NBSP + "s"
+    return NBSP.join(f"{n}{NBSP}{_FR_DURATION[u]}"
+                     for n, u in re.findall(r"(\d+)([wdhms])", text))
 
 
 def evidence_json(values: dict[str, tuple[object, str]]) -> str:
