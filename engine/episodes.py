@@ -316,12 +316,9 @@ def _guarded_starts(rules, timeline: Timeline, starts: np.ndarray,
         return {}
     values = timeline.values
     first = values[starts] if values.width else pl.DataFrame(height=starts.size)
-    # with_columns, not select: a guard of constants alone still gives one value per patient
-    names = [f"\0guard{i}" for i in range(len(guarded))]
-    first = first.with_columns(r.guard.alias(n) for r, n in zip(guarded, names)).select(names)
     out = {}
-    for r, name in zip(guarded, names):
-        excluded = (~first.get_column(name).cast(pl.Boolean)).fill_null(False).to_numpy()
+    for r in guarded:
+        excluded = r.guard_false(first)
         if excluded.any():
             begin = offsets[:-1].copy()
             begin[excluded] = offsets[1:][excluded]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
 from .lang.types import Symbol, Type
@@ -182,6 +183,16 @@ class CompiledRule:
         ``(None, lang)`` for a rule without ``reason:``."""
         texts = self.reasons or ({SOURCE_LANG: self.reason} if self.reason is not None else {})
         return pick(texts, lang) if texts else (None, lang)
+
+    def guard_false(self, patients: pl.DataFrame) -> np.ndarray | None:
+        """Bool per row of ``patients`` (one row per patient, with the fields the guard reads):
+        where the :attr:`guard` is false, so that the rule cannot hold for the patient. An
+        unknown guard is not false. None for a rule without a guard."""
+        if self.guard is None:
+            return None
+        # with_columns, not select: a guard of constants alone still gives one value per row
+        g = patients.with_columns(self.guard.alias("\0guard")).get_column("\0guard")
+        return (~g.cast(pl.Boolean)).fill_null(False).to_numpy()
 
 
 @dataclass(frozen=True)

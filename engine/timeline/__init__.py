@@ -313,11 +313,8 @@ def risk_column(patient: np.ndarray, ts: np.ndarray, cohort: Cohort,
 def guard_active(rule, cohort: Cohort) -> np.ndarray:
     """Bool per patient code: may ``rule`` hold for the patient, i.e. is its patient guard
     (:attr:`~engine.ruleset.packs.CompiledRule.guard`) not false (true, unknown, or none)."""
-    if rule.guard is None:
-        return np.ones(cohort.size, np.bool_)
-    # with_columns, not select: a guard of constants alone still gives one value per patient
-    g = cohort.context.with_columns(rule.guard.alias("\0guard")).get_column("\0guard")
-    return ~(~g.cast(pl.Boolean)).fill_null(False).to_numpy()
+    excluded = rule.guard_false(cohort.context)
+    return np.ones(cohort.size, np.bool_) if excluded is None else ~excluded
 
 
 def column_needs(pack, cohort: Cohort, names: list[str]):
