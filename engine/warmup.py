@@ -24,12 +24,13 @@ from .detectors.warmup import is_cached as _detectors_cached
 def _dispatchers():
     from . import detect, episodes, parquet_walk
     from .detectors import kernels_fused
-    from .ingest import encode, kernels as ingest_kernels
+    from .ingest import encode, index, kernels as ingest_kernels
     from .risk import features, trees, treeshap
     from .timeline import kernels as timeline_kernels
 
     out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
            detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
+           index._piece_heads,
            trees._forest_raw, treeshap._shap_values, features._count_at_or_before,
            parquet_walk.walk]
     from numba.core.caching import NullCache
@@ -64,12 +65,14 @@ def warmup_ingest() -> None:
     """Load ingest's kernels (a run's first numba call also sets numba itself up): the command
     line does it while the telemetry file is being read."""
     from .ingest import ingest_frame
+    from .ingest.index import SeriesIndex
     from .parquet_checksums import warmup_walk
 
     warmup_walk()
     raw, _ = _tiny()
     now = _T0 + dt.timedelta(days=1)
-    ingest_frame(raw, now=now)
+    clean = ingest_frame(raw, now=now).clean
+    SeriesIndex.of(clean)         # a frame cut at --as-of is indexed again (ingest.index)
     ingest_frame(raw.sample(fraction=1.0, shuffle=True, seed=1), now=now)   # the sort path
 
 

@@ -90,3 +90,44 @@ def test_series_index_equals_polars_grouping(runs, pcuts, mcuts):
     assert np.array_equal(index.patient, codes)
     assert index.patient_ids.to_list() == ids
     assert [METRIC_NAMES[c] if c >= 0 else "not_a_metric" for c in index.metric] == names
+
+
+# -- the probed heads (rows PROBE_STRIDE apart, bisection between) equal the row-by-row flags --
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ALPHABET), st.sampled_from(METRICS),
+                          st.integers(1, 40)), min_size=1, max_size=40),
+       st.lists(st.integers(0, 900), max_size=4), st.lists(st.integers(0, 900), max_size=4),
+       st.sampled_from(["text", "enum", "categorical"]))
+def test_probed_heads_equal_row_by_row_flags(runs, pcuts, mcuts, metric_type):
+    from engine.ingest import index as I
+    runs = sorted(runs)
+    pids = [p for p, _, k in runs for _ in range(k)]
+    mets = [m for _, m, k in runs for _ in range(k)]
+    metric = chunked(mets, mcuts)
+    if metric_type == "enum":
+        metric = metric.cast(pl.Enum(sorted(METRICS)))
+    elif metric_type == "categorical":
+        metric = metric.cast(pl.Categorical)
+    frame = pl.DataFrame({"patient_id": chunked(pids, pcuts), "metric": metric})
+    offsets, codes, names, ids = _index_by_polars(frame.with_columns(pl.col("metric")
+                                                                     .cast(pl.String)))
+    saved = I.PROBE_STRIDE
+    try:
+        for stride in (1, 2, 3, 7, 128):
+            I.PROBE_STRIDE = stride
+            heads, first = I._probed_heads(frame["patient_id"], frame["metric"])
+            assert np.array_equal(np.append(heads, frame.height), offsets), stride
+            assert np.array_equal(np.cumsum(first) - 1, codes), stride
+            index = I.SeriesIndex.of(frame)
+            assert np.array_equal(index.offsets, offsets)
+            assert index.patient_ids.to_list() == ids
+    finally:
+        I.PROBE_STRIDE = saved
+
+
+def test_probed_heads_fall_back_on_nulls_and_other_types():
+    from engine.ingest import index as I
+    assert I._probed_heads(pl.Series(["a", None]), pl.Series(["x", "x"])) is None
+    assert I._probed_heads(pl.Series([1.0, 2.0]), pl.Series(["x", "x"])) is None
+    heads, first = I._probed_heads(pl.Series([1, 1, 2]), pl.Series(["x", "y", "y"]))
+    assert heads.tolist() == [0, 1, 2] and first.tolist() == [True, False, True]

@@ -41,10 +41,10 @@ SAME, CHANGED, UNDECIDED = 0, 1, 2
 
 
 @njit(**JIT)
-def _view_flag(views, vbytes, i):
-    """Row ``i``'s text against row ``i - 1``'s (``i >= 1``): SAME, CHANGED or UNDECIDED."""
+def pair_flag(views, vbytes, j, i):
+    """Row ``i``'s text against row ``j``'s: SAME, CHANGED or UNDECIDED (see below)."""
     w0, w1 = views[i, 0], views[i, 1]
-    p0, p1 = views[i - 1, 0], views[i - 1, 1]
+    p0, p1 = views[j, 0], views[j, 1]
     if w0 == p0 and w1 == p1:
         return SAME
     length = w0 & 0xFFFFFFFF
@@ -52,10 +52,16 @@ def _view_flag(views, vbytes, i):
         return CHANGED
     if length <= 12:
         for k in range(4, 4 + length):
-            if vbytes[i, k] != vbytes[i - 1, k]:
+            if vbytes[i, k] != vbytes[j, k]:
                 return CHANGED
         return SAME
     return CHANGED if w0 != p0 else UNDECIDED
+
+
+@njit(**JIT)
+def _view_flag(views, vbytes, i):
+    """Row ``i``'s text against row ``i - 1``'s (``i >= 1``): SAME, CHANGED or UNDECIDED."""
+    return pair_flag(views, vbytes, i - 1, i)
 
 
 @njit(**JIT_PARALLEL)
@@ -85,6 +91,18 @@ def _run_ids(changed, out):
         out[i] = run
 
 
+def string_views(chunk: pl.Series) -> np.ndarray | None:
+    """The 16-byte Arrow string views of a one-chunk text Series (uint8[n, 16], read in place),
+    or None when it is not held so (not text, sliced, or another layout)."""
+    if chunk.dtype != pl.String:
+        return None
+    arr = chunk.to_arrow(compat_level=pl.CompatLevel.newest())
+    if not isinstance(arr, pa.StringViewArray) or arr.offset:
+        return None
+    m = len(arr)
+    return np.frombuffer(arr.buffers()[1], np.uint8, count=16 * m).reshape(m, 16)
+
+
 def change_flags(col: pl.Series) -> np.ndarray | None:
     """uint8 per row: 1 where a text column's value differs from the previous row's (row 0: 0).
 
@@ -101,10 +119,9 @@ def change_flags(col: pl.Series) -> np.ndarray | None:
         m = chunk.len()
         if m == 0:
             continue
-        arr = chunk.to_arrow(compat_level=pl.CompatLevel.newest())
-        if not isinstance(arr, pa.StringViewArray) or arr.offset:
+        vbytes = string_views(chunk)
+        if vbytes is None:
             return None
-        vbytes = np.frombuffer(arr.buffers()[1], np.uint8, count=16 * m).reshape(m, 16)
         _view_changes(vbytes.view(np.int64), vbytes, flags[at:at + m])
         if at:                           # the first row against the previous chunk's last
             flags[at] = CHANGED if col[at] != col[at - 1] else SAME
