@@ -111,7 +111,8 @@ def test_probed_heads_equal_row_by_row_flags(runs, pcuts, mcuts, metric_type):
     frame = pl.DataFrame({"patient_id": chunked(pids, pcuts), "metric": metric})
     offsets, codes, names, ids = _index_by_polars(frame.with_columns(pl.col("metric")
                                                                      .cast(pl.String)))
-    saved = I.PROBE_STRIDE
+    saved = I.PROBE_STRIDE, I.DENSE
+    I.DENSE = 1                      # never give up for short series (the test's are short)
     try:
         for stride in (1, 2, 3, 7, 128):
             I.PROBE_STRIDE = stride
@@ -122,7 +123,7 @@ def test_probed_heads_equal_row_by_row_flags(runs, pcuts, mcuts, metric_type):
             assert np.array_equal(index.offsets, offsets)
             assert index.patient_ids.to_list() == ids
     finally:
-        I.PROBE_STRIDE = saved
+        I.PROBE_STRIDE, I.DENSE = saved
 
 
 def test_probed_heads_fall_back_on_nulls_and_other_types():
@@ -131,3 +132,16 @@ def test_probed_heads_fall_back_on_nulls_and_other_types():
     assert I._probed_heads(pl.Series([1.0, 2.0]), pl.Series(["x", "x"])) is None
     heads, first = I._probed_heads(pl.Series([1, 1, 2]), pl.Series(["x", "y", "y"]))
     assert heads.tolist() == [0, 1, 2] and first.tolist() == [True, False, True]
+
+
+def test_probing_gives_up_on_short_series():
+    """One-row series: a bisection per row would cost more than the row-by-row flags."""
+    from engine.ingest import index as I
+    n = 5000
+    ids = pl.Series([f"p{i:05d}" for i in range(n)])
+    assert I._probed_heads(ids, pl.Series(["spo2"] * n)) is None
+    frame = pl.DataFrame({"patient_id": ids, "metric": ["spo2"] * n})
+    assert np.array_equal(I.SeriesIndex.of(frame).offsets, np.arange(n + 1))
+    long = pl.Series([f"p{i // 600:05d}" for i in range(n)])
+    heads, first = I._probed_heads(long, pl.Series(["spo2"] * n))
+    assert heads.tolist() == list(range(0, n, 600)) and first.all()

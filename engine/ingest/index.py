@@ -137,6 +137,9 @@ def _changes(col: pl.Series) -> np.ndarray:
 #: :func:`_probed_heads` compares rows this far apart, and searches between them only when the
 #: two differ
 PROBE_STRIDE = 128
+#: with more than one series head per this many rows, every row is read instead (the
+#: bisections then cost more than the plain flags)
+DENSE = 16
 
 
 def _pieces(col: pl.Series):
@@ -182,14 +185,17 @@ def _pair(key, vb, views, j, i):
 def _piece_heads(pk, pb, pv, mk, mb, mv, stride):
     """The series heads of sorted rows (``p*`` the patient column, ``m*`` the metric one).
 
-    Returns ``(heads, first, undecided)``: the rows (after row 0) that start a series, whether
-    each also starts a patient, and the rows whose texts the views could not compare (long
-    texts alike in length and first bytes), left to the caller. Rows ``stride`` apart are
-    compared; where they differ, the first row that differs from the stretch's start is found
-    by bisection (sorted rows: the first differing row is a head), and the next stretch starts
-    there. A comparison left undecided sends the stretch to a row-by-row scan.
+    Returns ``(heads, first, undecided, ok)``: the rows (after row 0) that start a series,
+    whether each also starts a patient, and the rows whose texts the views could not compare
+    (long texts alike in length and first bytes), left to the caller. Rows ``stride`` apart
+    are compared; where they differ, the first row that differs from the stretch's start is
+    found by bisection (sorted rows: the first differing row is a head), and the next stretch
+    starts there. A comparison left undecided sends the stretch to a row-by-row scan. ``ok``
+    is False (and the rest empty) when the series are so short (more than one head in
+    :data:`DENSE` rows) that reading every row is cheaper: the search stops there.
     """
     n = pk.shape[0]
+    most = n // DENSE + 16
     heads = np.empty(max(n - 1, 0), np.int64)
     first = np.empty(max(n - 1, 0), np.bool_)
     undecided = np.empty(max(n - 1, 0), np.int64)
@@ -226,7 +232,9 @@ def _piece_heads(pk, pb, pv, mk, mb, mv, stride):
         first[h] = fp != SAME
         h += 1
         a = hi
-    return heads[:h].copy(), first[:h].copy(), undecided[:u].copy()
+        if h > most:
+            return heads[:0].copy(), first[:0].copy(), undecided[:0].copy(), False
+    return heads[:h].copy(), first[:h].copy(), undecided[:u].copy(), True
 
 
 def _probed_heads(patient: pl.Series, metric: pl.Series):
@@ -236,7 +244,7 @@ def _probed_heads(patient: pl.Series, metric: pl.Series):
 
     Sorted rows make a stretch whose two ends hold the same (patient, metric) one series
     throughout, so only rows ``PROBE_STRIDE`` apart are compared, plus a bisection where a
-    series starts: on 600-row series that reads about one row in twenty. This trusts the sort,
+    series starts: on 600-row series that reads about one row in forty. This trusts the sort,
     as every stage after ingest does: on an unsorted frame a stretch that leaves its series
     and comes back is not seen.
     """
@@ -252,7 +260,9 @@ def _probed_heads(patient: pl.Series, metric: pl.Series):
             if p_new or metric[a] != metric[a - 1]:
                 heads.append(np.full(1, a, np.int64))
                 first.append(np.full(1, p_new))
-        h, f, und = _piece_heads(*_slice(pp, a, b), *_slice(mp, a, b), PROBE_STRIDE)
+        h, f, und, ok = _piece_heads(*_slice(pp, a, b), *_slice(mp, a, b), PROBE_STRIDE)
+        if not ok:
+            return None
         if und.size:                     # long texts the views could not compare: polars does
             rows = pl.Series(und + a)
             p_new = (patient.gather(rows) != patient.gather(rows - 1)).to_numpy()
