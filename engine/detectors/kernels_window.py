@@ -111,6 +111,9 @@ def _skip(ts, hi, i, start):
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
 def _sum_series(ts, x, a, b, window, lag, what, out):
+    if lag == 0:
+        _sum_series_prefix(ts, x, a, b, window, what, out)
+        return
     lo, hi, n, s, c = a, a, 0, 0.0, 0.0
     for i in range(a, b):
         end = ts[i] - lag
@@ -148,6 +151,43 @@ def _sum_series(ts, x, a, b, window, lag, what, out):
             out[i] = s + c
         else:
             out[i] = (s + c) / n
+
+
+@njit(**JIT)
+def _sum_series_prefix(ts, x, a, b, window, what, out):
+    """:func:`_sum_series` at lag 0, from compensated prefix sums.
+
+    Why: taking the rows that left the window out of a running sum one by one is a loop whose
+    length (0, 1, 2 ... rows per new row on irregular sampling) the branch predictor misses
+    about once a row. Here the running sum only grows: ``(ps[j], pc[j])`` is the compensated
+    sum (value, error) of the non-null readings before row ``j`` and ``pn[j]`` their count, the
+    window's first row comes from :func:`_advance` (no data-dependent branch), and the window's
+    sum is the difference of two prefixes, taken with TwoSum so that the leading parts cancel
+    exactly and the errors carry the rest: a window of small values after large ones keeps its
+    digits, as the running sums did.
+    """
+    m = b - a
+    ps = np.empty(m + 1)
+    pc = np.empty(m + 1)
+    pn = np.empty(m + 1, np.int64)
+    ps[0], pc[0], pn[0] = 0.0, 0.0, 0
+    lo, n, s, c = a, 0, 0.0, 0.0
+    for i in range(a, b):
+        v = x[i]
+        ok = v == v
+        s, c = _add(s, c, v if ok else 0.0)
+        n += ok
+        ps[i - a + 1], pc[i - a + 1], pn[i - a + 1] = s, c, n
+        lo = _advance(ts, lo, i, ts[i] - window)
+        k = n - pn[lo - a]
+        t, e = _two_sum(s, -ps[lo - a])
+        w = t + (e + (c - pc[lo - a]))
+        if what == COUNT:
+            out[i] = k
+        elif what == SUM:
+            out[i] = np.nan if k == 0 else w
+        else:
+            out[i] = np.nan if k == 0 else w / k
 
 
 @njit(**JIT_PARALLEL)
