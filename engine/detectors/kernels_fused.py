@@ -71,9 +71,15 @@ def _window_op(op, window, lag, ts, x, m, d0, d1):
     elif op == OP_MAX:
         kw._minmax_series(ts, x, 0, m, window, lag, d0, d0, kw.MAX)
     elif op == OP_STD:
-        kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
+        if lag == 0:
+            kw._std_series_prefix(ts, x, 0, m, window, d0, d0, False)
+        else:
+            kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
     elif op == OP_MEAN_STD:
-        kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
+        if lag == 0:
+            kw._std_series_prefix(ts, x, 0, m, window, d0, d1, True)
+        else:
+            kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
     elif op == OP_DELTA:
         kw._change_series(ts, x, 0, m, window, lag, kw.DELTA, d0)
     elif op == OP_SUM:

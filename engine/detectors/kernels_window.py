@@ -273,7 +273,85 @@ def _std_in(v, n, k, s0, c0, s1, c1, s2, c2, want_mean):
 
 
 @njit(**JIT)
+def _dd_diff(s, c, s0, c0):
+    """``(s + c) - (s0 + c0)`` of two compensated sums, the leading parts cancelled exactly."""
+    t, e = _two_sum(s, -s0)
+    return t + (e + (c - c0))
+
+
+@njit(**JIT)
+def _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean):
+    """:func:`_std_series` at lag 0, from compensated prefix sums (see :func:`_sum_series_prefix`).
+
+    The prefixes are of ``d = x - k`` and ``d * d`` for a shift ``k`` (first the series' first
+    reading), so that the window's sums of squared deviations do not cancel; when the window's
+    mean drifts far from ``k`` (the re-centring test of :func:`_std_series`), ``k`` becomes a
+    window value near the mean and the prefixes are rebuilt from the window's first row (rows
+    before it are never read again), as the running sums were re-centred.
+    """
+    m = b - a
+    cnt = np.empty(m)
+    p1, q1 = np.empty(m + 1), np.empty(m + 1)    # prefix sums of d (value, error)
+    p2, q2 = np.empty(m + 1), np.empty(m + 1)    # of d * d
+    p0 = np.empty(m + 1 if want_mean else 0)     # of x, for an exact mean
+    q0 = np.empty(m + 1 if want_mean else 0)
+    pn = np.empty(m + 1, np.int64)
+    p1[0], q1[0], p2[0], q2[0], pn[0] = 0.0, 0.0, 0.0, 0.0, 0
+    if want_mean:
+        p0[0], q0[0] = 0.0, 0.0
+    k = 0.0
+    for i in range(a, b):
+        if x[i] == x[i]:
+            k = x[i]
+            break
+    lo, n = a, 0
+    s1, c1, s2, c2, s0, c0 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    for i in range(a, b):
+        v = x[i]
+        ok = v == v
+        d = v - k if ok else 0.0
+        s1, c1 = _add(s1, c1, d)
+        s2, c2 = _add(s2, c2, d * d)
+        n += ok
+        j = i - a + 1
+        p1[j], q1[j], p2[j], q2[j], pn[j] = s1, c1, s2, c2, n
+        lo = _advance(ts, lo, i, ts[i] - window)
+        f = lo - a
+        w = n - pn[f]
+        cnt[i - a] = w
+        if want_mean:
+            s0, c0 = _add(s0, c0, v if ok else 0.0)
+            p0[j], q0[j] = s0, c0
+            out_mean[i] = _dd_diff(s0, c0, p0[f], q0[f])
+        S1 = _dd_diff(s1, c1, p1[f], q1[f])
+        m2n = _dd_diff(s2, c2, p2[f], q2[f]) * w - S1 * S1
+        if w >= 2 and S1 * S1 > RECENTRE * m2n:
+            k = _closest_to_mean(x, lo, i + 1, w)
+            s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0
+            p1[f], q1[f], p2[f], q2[f] = 0.0, 0.0, 0.0, 0.0
+            for r in range(lo, i + 1):
+                if x[r] == x[r]:
+                    d = x[r] - k
+                    s1, c1 = _add(s1, c1, d)
+                    s2, c2 = _add(s2, c2, d * d)
+                p1[r - a + 1], q1[r - a + 1], p2[r - a + 1], q2[r - a + 1] = s1, c1, s2, c2
+            S1 = s1 + c1
+            m2n = (s2 + c2) * w - S1 * S1
+        out_std[i] = m2n if w >= 2 else 0.0
+    # as in _std_series: fewer than two readings give 0 / 0 = NaN
+    for i in range(a, b):
+        q = cnt[i - a]
+        if want_mean:
+            out_mean[i] = out_mean[i] / q
+        m2n = out_std[i]
+        out_std[i] = np.sqrt((m2n if m2n > 0.0 else 0.0) / (q * (q - 1.0)))
+
+
+@njit(**JIT)
 def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
+    if lag == 0:
+        _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean)
+        return
     cnt = np.empty(b - a)            # readings in each row's window
     lo, hi, n = a, a, 0              # the window is rows lo..hi-1
     k = 0.0                          # the shift: a value of the window
