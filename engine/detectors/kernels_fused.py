@@ -52,7 +52,7 @@ SCRATCH_ROWS = 1 << 16
 
 
 @njit(**JIT)
-def _window_op(op, window, lag, ts, x, m, d0, d1):
+def _window_op(op, window, lag, ts, x, m, d0, d1, work):
     """Run the window statistic ``op`` (:func:`_is_window_op`) with ``window`` and ``lag`` µs.
 
     :func:`_run_op` calls it with a literal 0 for lag 0, so that numba compiles a
@@ -61,7 +61,7 @@ def _window_op(op, window, lag, ts, x, m, d0, d1):
     """
     if op == OP_MEAN:
         if lag == 0:        # called directly: through _sum_series it ran 40 % slower here
-            kw._sum_series_prefix(ts, x, 0, m, window, kw.MEAN, d0)
+            kw._sum_series_prefix(ts, x, 0, m, window, kw.MEAN, d0, work)
         else:
             kw._sum_series(ts, x, 0, m, window, lag, kw.MEAN, d0)
     elif op == OP_MIN_MAX:
@@ -72,24 +72,24 @@ def _window_op(op, window, lag, ts, x, m, d0, d1):
         kw._minmax_series(ts, x, 0, m, window, lag, d0, d0, kw.MAX)
     elif op == OP_STD:
         if lag == 0:
-            kw._std_series_prefix(ts, x, 0, m, window, d0, d0, False)
+            kw._std_series_prefix(ts, x, 0, m, window, d0, d0, False, work)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
     elif op == OP_MEAN_STD:
         if lag == 0:
-            kw._std_series_prefix(ts, x, 0, m, window, d0, d1, True)
+            kw._std_series_prefix(ts, x, 0, m, window, d0, d1, True, work)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
     elif op == OP_DELTA:
         kw._change_series(ts, x, 0, m, window, lag, kw.DELTA, d0)
     elif op == OP_SUM:
         if lag == 0:
-            kw._sum_series_prefix(ts, x, 0, m, window, kw.SUM, d0)
+            kw._sum_series_prefix(ts, x, 0, m, window, kw.SUM, d0, work)
         else:
             kw._sum_series(ts, x, 0, m, window, lag, kw.SUM, d0)
     elif op == OP_COUNT:
         if lag == 0:
-            kw._sum_series_prefix(ts, x, 0, m, window, kw.COUNT, d0)
+            kw._sum_series_prefix(ts, x, 0, m, window, kw.COUNT, d0, work)
         else:
             kw._sum_series(ts, x, 0, m, window, lag, kw.COUNT, d0)
     elif op == OP_MEDIAN:
@@ -108,17 +108,18 @@ def _is_window_op(op):
 
 
 @njit(**JIT)
-def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf):
+def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf, work):
     """Run one op on one series (rows ``0..m`` of the slices ``ts``, ``x``) into ``d0`` (``d1``).
 
     Outputs the one-spec kernels pre-fill (NaN or 0) are pre-filled here the same way, so every
-    row of ``d0`` is written.
+    row of ``d0`` is written. ``ibuf`` (int64[>= m]) and ``work`` (float64[8, >= m + 1]) are
+    scratch the chunk allocates once for all its series.
     """
     if _is_window_op(op):
         if ip[1] == 0:
-            _window_op(op, ip[0], 0, ts, x, m, d0, d1)
+            _window_op(op, ip[0], 0, ts, x, m, d0, d1, work)
         else:
-            _window_op(op, ip[0], ip[1], ts, x, m, d0, d1)
+            _window_op(op, ip[0], ip[1], ts, x, m, d0, d1, work)
     elif op == OP_SINCE_LAST:
         kw._gap_series(ts, x, 0, m, np.int64(0), False, d0)
     elif op == OP_ZSCORE:
@@ -310,6 +311,7 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
         cap = min(longest, SCRATCH_ROWS)
         scratch = np.empty((2, cap))
         ibuf = np.empty(longest, dtype=np.int64)
+        work = np.empty((8, longest + 1))    # the prefix sums of the window statistics
         for k in range(s0, s1):
             a, b = offsets[k], offsets[k + 1]
             m = b - a
@@ -333,7 +335,7 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
                     d0[:] = np.nan
                     d1[:] = np.nan
                 else:
-                    _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf)
+                    _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf, work)
                 if bits:
                     _valid_bits(d0, a, b, valid[r0], part[r0], k)
                 if not direct:

@@ -112,7 +112,7 @@ def _skip(ts, hi, i, start):
 @njit(**JIT)
 def _sum_series(ts, x, a, b, window, lag, what, out):
     if lag == 0:
-        _sum_series_prefix(ts, x, a, b, window, what, out)
+        _sum_series_prefix(ts, x, a, b, window, what, out, np.empty((3, b - a + 1)))
         return
     lo, hi, n, s, c = a, a, 0, 0.0, 0.0
     for i in range(a, b):
@@ -154,7 +154,7 @@ def _sum_series(ts, x, a, b, window, lag, what, out):
 
 
 @njit(**JIT)
-def _sum_series_prefix(ts, x, a, b, window, what, out):
+def _sum_series_prefix(ts, x, a, b, window, what, out, work):
     """:func:`_sum_series` at lag 0, from compensated prefix sums.
 
     Why: taking the rows that left the window out of a running sum one by one is a loop whose
@@ -164,13 +164,12 @@ def _sum_series_prefix(ts, x, a, b, window, what, out):
     window's first row comes from :func:`_advance` (no data-dependent branch), and the window's
     sum is the difference of two prefixes, taken with TwoSum so that the leading parts cancel
     exactly and the errors carry the rest: a window of small values after large ones keeps its
-    digits, as the running sums did.
+    digits, as the running sums did. ``work`` is scratch, float64[>= 3, >= b - a + 1] (the
+    fused pass hands every series the same).
     """
     m = b - a
-    ps = np.empty(m + 1)
-    pc = np.empty(m + 1)
-    pn = np.empty(m + 1, np.int64)
-    ps[0], pc[0], pn[0] = 0.0, 0.0, 0
+    ps, pc, pn = work[0, :m + 1], work[1, :m + 1], work[2, :m + 1]
+    ps[0], pc[0], pn[0] = 0.0, 0.0, 0.0
     lo, n, s, c = a, 0, 0.0, 0.0
     for i in range(a, b):
         v = x[i]
@@ -280,23 +279,22 @@ def _dd_diff(s, c, s0, c0):
 
 
 @njit(**JIT)
-def _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean):
+def _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean, work):
     """:func:`_std_series` at lag 0, from compensated prefix sums (see :func:`_sum_series_prefix`).
 
     The prefixes are of ``d = x - k`` and ``d * d`` for a shift ``k`` (first the series' first
     reading), so that the window's sums of squared deviations do not cancel; when the window's
     mean drifts far from ``k`` (the re-centring test of :func:`_std_series`), ``k`` becomes a
     window value near the mean and the prefixes are rebuilt from the window's first row (rows
-    before it are never read again), as the running sums were re-centred.
+    before it are never read again), as the running sums were re-centred. ``work`` is
+    scratch, float64[>= 8, >= b - a + 1].
     """
     m = b - a
-    cnt = np.empty(m)
-    p1, q1 = np.empty(m + 1), np.empty(m + 1)    # prefix sums of d (value, error)
-    p2, q2 = np.empty(m + 1), np.empty(m + 1)    # of d * d
-    p0 = np.empty(m + 1 if want_mean else 0)     # of x, for an exact mean
-    q0 = np.empty(m + 1 if want_mean else 0)
-    pn = np.empty(m + 1, np.int64)
-    p1[0], q1[0], p2[0], q2[0], pn[0] = 0.0, 0.0, 0.0, 0.0, 0
+    p1, q1 = work[0, :m + 1], work[1, :m + 1]    # prefix sums of d (value, error)
+    p2, q2 = work[2, :m + 1], work[3, :m + 1]    # of d * d
+    p0, q0 = work[4, :m + 1], work[5, :m + 1]    # of x, for an exact mean
+    pn, cnt = work[6, :m + 1], work[7, :m]       # readings before each row; in its window
+    p1[0], q1[0], p2[0], q2[0], pn[0] = 0.0, 0.0, 0.0, 0.0, 0.0
     if want_mean:
         p0[0], q0[0] = 0.0, 0.0
     k = 0.0
@@ -350,7 +348,8 @@ def _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean):
 @njit(**JIT)
 def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
     if lag == 0:
-        _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean)
+        _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean,
+                           np.empty((8, b - a + 1)))
         return
     cnt = np.empty(b - a)            # readings in each row's window
     lo, hi, n = a, a, 0              # the window is rows lo..hi-1
