@@ -35,6 +35,7 @@ from numba import njit
 
 from .config import JIT
 from .detectors import fused
+from .detectors import kernels_fused as kf
 from .detectors.registry import FLOAT, frozen
 from .detectors.spec import ResolvedSpec, resolve_specs
 from .durations import format_duration
@@ -233,22 +234,34 @@ def detect_arrays(ts: np.ndarray, x: np.ndarray, index: SeriesIndex, plan: Detec
     total = sum(len(specs) * int(size[METRIC_NAMES.index(m)]) for m, specs in want.items())
     flat = POOL.empty(total, np.float64)
     blocks, base, at = {}, {}, 0
-    for metric, specs in want.items():
+    series_group = np.full(index.n_series, -1, np.int64)
+    group_ops, ops, dest, ip, fp = [0], [], [], [], []
+    for g, (metric, specs) in enumerate(want.items()):
         code = METRIC_NAMES.index(metric)
         n_m = int(size[code])
         series = np.flatnonzero(index.metric == code).astype(np.int64)
+        series_group[series] = g
         boffsets = np.append(position[series], n_m).astype(np.int64)
         r = len(specs)
-        out = flat[at:at + r * n_m].reshape(r, n_m)
         p = fused.plan(list(specs.values()))
-        # the block's series are read where they lie among the other metrics' series; no
-        # validity bitmaps: the timeline reads NaN as undefined (a frame makes them on demand)
-        values, _, _ = fused.run_arrays(ts, x, frozen(boffsets, np.int64),
-                                        np.zeros(series.size, np.int64), p, out=out,
-                                        in_start=index.offsets[series], bits=False)
+        ops.append(p.ops)
+        ip.append(p.ip)
+        fp.append(p.fp)
+        # where each op's output row(s) of this block start in ``flat``
+        dest.append(np.where(p.rows >= 0, at + p.rows * n_m, -1))
+        group_ops.append(group_ops[-1] + p.ops.size)
         names = tuple(specs)
-        blocks[metric] = Block(metric, names, series, boffsets, values)
+        blocks[metric] = Block(metric, names, series,
+                               boffsets, flat[at:at + r * n_m].reshape(r, n_m))
         for row, key in enumerate(names):
             base[(metric, key)] = at + row * n_m
         at += r * n_m
+    if want and index.n_rows:
+        # one pass over every series, each running its own metric's detectors (no validity
+        # bitmaps: the timeline reads NaN as undefined; a frame makes them on demand)
+        kf.fused_blocks(ts, x, index.offsets, series_group, frozen(position, np.int64),
+                        frozen(fused.chunk_bounds(index.offsets), np.int64),
+                        np.asarray(group_ops, np.int64), np.concatenate(ops),
+                        np.concatenate(dest).astype(np.int64), np.concatenate(ip),
+                        np.concatenate(fp), flat, np.empty(index.n_series, np.int64))
     return Detections(plan, blocks, position, flat, base, clean, index)

@@ -28,11 +28,10 @@ def _dispatchers():
     from .risk import features, trees, treeshap
     from .timeline import kernels as timeline_kernels
 
-    out = [kernels_fused.fused, kernels_fused.merge_shared_bytes, episodes._episodes,
-           detect._block_positions, encode.run_starts, encode._view_changes, encode._run_ids,
-           index._piece_heads,
-           trees._forest_raw, treeshap._shap_values, features._count_at_or_before,
-           parquet_walk.walk]
+    out = [kernels_fused.fused, kernels_fused.fused_blocks, kernels_fused.merge_shared_bytes,
+           episodes._episodes, detect._block_positions, encode.run_starts, encode._view_changes,
+           encode._run_ids, index._piece_heads, trees._forest_raw, treeshap._shap_values,
+           features._count_at_or_before, parquet_walk.walk]
     from numba.core.caching import NullCache
 
     # every cached kernel of these modules; a helper only other kernels call is compiled into
