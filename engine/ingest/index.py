@@ -207,15 +207,17 @@ def _piece_heads(pk, pb, pv, mk, mb, mv, stride):
             a = b
             continue
         lo, hi = a, b          # the row lo is like row a, the row hi is not
+        same_patient = fp == SAME          # then only the metric changes in the stretch
         while fp != UNDECIDED and fm != UNDECIDED and hi - lo > 1:
             mid = (lo + hi) >> 1
-            fp, fm = _pair(pk, pb, pv, a, mid), _pair(mk, mb, mv, a, mid)
+            fp = SAME if same_patient else _pair(pk, pb, pv, a, mid)
+            fm = _pair(mk, mb, mv, a, mid)
             if fp == SAME and fm == SAME:
                 lo = mid
             elif fp != UNDECIDED and fm != UNDECIDED:
                 hi = mid
         if fp != UNDECIDED and fm != UNDECIDED:
-            fp = _pair(pk, pb, pv, hi - 1, hi)
+            fp = SAME if same_patient else _pair(pk, pb, pv, hi - 1, hi)
         if fp == UNDECIDED or fm == UNDECIDED:
             for i in range(a + 1, b + 1):
                 gp, gm = _pair(pk, pb, pv, i - 1, i), _pair(mk, mb, mv, i - 1, i)
