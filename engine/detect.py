@@ -3,7 +3,8 @@
 Packs name detectors for their own rules (``weight_gain_3d: {metric: weight, fn: delta,
 window: 3d}``); two packs — or a pack and a site — often ask for the same one. :class:`DetectorPlan`
 deduplicates them on what they compute (metric, function and parameters), and :func:`detect` runs
-each distinct detector once, in one fused kernel pass per metric.
+each distinct detector once, in one fused kernel pass over every series (each series runs its
+own metric's detectors).
 
 Outputs are laid out per metric *block*: the rows of one metric (every patient's series of that
 metric, in the clean frame's order) and one output row per detector of that metric, so their
@@ -213,7 +214,7 @@ def arrays(clean: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def detect(clean: pl.DataFrame, plan: DetectorPlan, index: SeriesIndex | None = None,
            ) -> Detections:
-    """Run every detector of ``plan`` over clean telemetry, one fused pass per metric block.
+    """Run every detector of ``plan`` over clean telemetry, in one fused pass over every series.
 
     ``clean`` is ingest's frame (sorted by patient, metric, time; trusted, not checked) and
     ``index`` its series index (computed when not given).
