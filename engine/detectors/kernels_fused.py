@@ -266,6 +266,20 @@ def merge_shared_bytes(offsets, part, valid):
             valid[r, cur] = acc
 
 
+@njit(**JIT)
+def _chunk_scratch(offsets, s0, s1):
+    """The scratch a chunk of series ``s0..s1`` allocates once for all of them: ``(cap,
+    scratch float64[2, cap], ibuf int64[longest], work float64[8, longest + 1])``, ``cap`` the
+    rows a series may have to go through ``scratch`` (longer ones are written in place) and
+    ``work`` the prefix sums of the window statistics."""
+    longest = 0
+    for k in range(s0, s1):
+        longest = max(longest, offsets[k + 1] - offsets[k])
+    cap = min(longest, SCRATCH_ROWS)
+    return (cap, np.empty((2, cap)), np.empty(longest, dtype=np.int64),
+            np.empty((8, longest + 1)))
+
+
 @njit(**JIT_PARALLEL)
 def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, valid,
           part, unsorted, bits):
@@ -305,13 +319,7 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
     """
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]
-        longest = 0
-        for k in range(s0, s1):
-            longest = max(longest, offsets[k + 1] - offsets[k])
-        cap = min(longest, SCRATCH_ROWS)
-        scratch = np.empty((2, cap))
-        ibuf = np.empty(longest, dtype=np.int64)
-        work = np.empty((8, longest + 1))    # the prefix sums of the window statistics
+        cap, scratch, ibuf, work = _chunk_scratch(offsets, s0, s1)
         for k in range(s0, s1):
             a, b = offsets[k], offsets[k + 1]
             m = b - a
@@ -365,20 +373,14 @@ def fused_blocks(ts, x, offsets, series_group, position, chunks, group_ops, ops,
     """
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]
-        longest = 0
+        cap, scratch, ibuf, work = _chunk_scratch(offsets, s0, s1)
         for k in range(s0, s1):
-            longest = max(longest, offsets[k + 1] - offsets[k])
-        cap = min(longest, SCRATCH_ROWS)
-        scratch = np.empty((2, cap))
-        ibuf = np.empty(longest, dtype=np.int64)
-        work = np.empty((8, longest + 1))
-        for k in range(s0, s1):
-            a, b = offsets[k], offsets[k + 1]
-            m = b - a
             unsorted[k] = -1
             g = series_group[k]
-            if m == 0 or g < 0 or group_ops[g] == group_ops[g + 1]:
-                continue
+            if g < 0 or group_ops[g] == group_ops[g + 1] or offsets[k] == offsets[k + 1]:
+                continue                 # no detector of this metric, or no reading
+            a, b = offsets[k], offsets[k + 1]
+            m = b - a
             tsk, xk = ts[a:b], x[a:b]
             unsorted[k] = _first_unsorted(tsk, a)
             ok = unsorted[k] < 0

@@ -336,13 +336,7 @@ def _std_series_prefix(ts, x, a, b, window, out_mean, out_std, want_mean, work):
             S1 = s1 + c1
             m2n = (s2 + c2) * w - S1 * S1
         out_std[i] = m2n if w >= 2 else 0.0
-    # as in _std_series: fewer than two readings give 0 / 0 = NaN
-    for i in range(a, b):
-        q = cnt[i - a]
-        if want_mean:
-            out_mean[i] = out_mean[i] / q
-        m2n = out_std[i]
-        out_std[i] = np.sqrt((m2n if m2n > 0.0 else 0.0) / (q * (q - 1.0)))
+    _std_finish(cnt, a, b, out_mean, out_std, want_mean)
 
 
 @njit(**JIT)
@@ -409,9 +403,18 @@ def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
             S1 = s1 + c1
             m2n = (s2 + c2) * n - S1 * S1
         out_std[i] = m2n
-    # The divisions and square roots run in a loop of their own, branch-free so that it
-    # vectorises: in the loop above they cost more than the rest of the update. With fewer
-    # than two readings n (n - 1) is 0 and the std is 0 / 0 = NaN; so is the mean of none.
+    _std_finish(cnt, a, b, out_mean, out_std, want_mean)
+
+
+@njit(**JIT)
+def _std_finish(cnt, a, b, out_mean, out_std, want_mean):
+    """Rows ``a..b``: the mean from the window's sum, the std from ``n`` times its sum of
+    squared deviations (``cnt[i - a]`` readings in row ``i``'s window).
+
+    The divisions and square roots run in a loop of their own, branch-free so that it
+    vectorises: in the update loops they cost more than the rest of the update. With fewer
+    than two readings n (n - 1) is 0 and the std is 0 / 0 = NaN; so is the mean of none.
+    """
     for i in range(a, b):
         q = cnt[i - a]
         if want_mean:
