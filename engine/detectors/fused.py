@@ -155,41 +155,29 @@ def chunk_bounds(offsets: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [s]])).astype(np.int64)
 
 
-def run_arrays(ts, x, offsets, series_group, p: Plan, out: np.ndarray | None = None,
-               in_start: np.ndarray | None = None, bits: bool = True):
+def run_arrays(ts, x, offsets, series_group, p: Plan):
     """Call the fused kernel: ``(out float64[r, n], valid uint8[r, ceil(n/8)], bad)``.
 
     ``ts``, ``x``, ``offsets`` as every kernel takes them (read-only, C-contiguous),
     ``series_group`` int64[s] the group id (``p.metrics`` index, or -1) of each series. ``bad``
     is the first row whose time goes back within its series, or -1 when every series is sorted
-    (the outputs are then complete; otherwise they must not be used). ``out``, when given, is
-    the C-contiguous float64[r, n] array to write the outputs into. ``in_start``, when given,
-    is where each series' readings start in ``ts`` and ``x`` (read-only int64[s]; ``offsets``
-    then gives only the series' lengths and their output columns, ``n`` being
-    ``offsets[-1]``): the series are read in place, in any order. With ``bits=False`` the
-    validity bitmaps are not computed (``valid`` is None; NaN marks the undefined outputs).
+    (the outputs are then complete; otherwise they must not be used).
     """
-    r, s = len(p.names), offsets.size - 1
-    if in_start is None:
-        n, in_start = x.size, offsets[:-1]
-    else:
-        n = int(offsets[-1]) if offsets.size else 0
+    r, s, n = len(p.names), offsets.size - 1, x.size
     # allocated outside numba: in Arrow memory, which the outputs' Series read in place
     # (engine.arrow_buffers)
-    if out is None:
-        out = arrow_buffers.empty((r, n), np.float64)
-    valid = arrow_buffers.empty((r, (n + 7) // 8) if bits else (r, 0), np.uint8)
-    part = np.empty((r, 2 * s) if bits else (r, 0), dtype=np.uint8)
+    out = arrow_buffers.empty((r, n), np.float64)
+    valid = arrow_buffers.empty((r, (n + 7) // 8), np.uint8)
+    part = np.empty((r, 2 * s), dtype=np.uint8)
     unsorted = np.full(s, -1, dtype=np.int64)
     if n:
-        kf.fused(ts, x, frozen(in_start, np.int64), offsets, frozen(series_group, np.int64),
+        kf.fused(ts, x, offsets, frozen(series_group, np.int64),
                  frozen(chunk_bounds(offsets), np.int64),
                  *(frozen(a, a.dtype) for a in (p.ops, p.groups, p.rows, p.ip, p.fp)),
-                 out, valid, part, unsorted, bits)
-        if bits:
-            kf.merge_shared_bytes(offsets, part, valid)
+                 out, valid, part, unsorted)
+        kf.merge_shared_bytes(offsets, part, valid)
     bad = unsorted[unsorted >= 0]
-    return out, (valid if bits else None), int(bad[0]) if bad.size else -1
+    return out, valid, int(bad[0]) if bad.size else -1
 
 
 def as_series(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:

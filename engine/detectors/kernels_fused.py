@@ -281,20 +281,17 @@ def _chunk_scratch(offsets, s0, s1):
 
 
 @njit(**JIT_PARALLEL)
-def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, valid,
-          part, unsorted, bits):
+def fused(ts, x, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, valid, part,
+          unsorted):
     """Run the ops of a spec set over every series; fill ``out``, ``valid``, ``part``, ``unsorted``.
 
     Parameters
     ----------
     ts, x
         The readings (module :mod:`.registry`).
-    in_start, offsets
-        Series ``k`` is the ``offsets[k+1] - offsets[k]`` readings from ``in_start[k]`` in
-        ``ts`` and ``x``, and its outputs are columns ``offsets[k]:offsets[k+1]`` of ``out``.
-        When the readings are in output order, ``in_start`` is ``offsets[:-1]``; otherwise the
-        series are read where they lie (a metric's block gathers series scattered among other
-        metrics' without copying them).
+    offsets
+        Series ``k`` is rows ``offsets[k]:offsets[k+1]`` of ``ts`` and ``x``, and its outputs
+        the same columns of ``out``.
     series_group : int64[s]
         The group (metric) of each series, matched against ``groups``.
     chunks : int64[c+1]
@@ -313,9 +310,6 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
         For each series, its first row (of ``ts``) whose time is earlier than the previous
         row's, or -1. The ops skip such a series (their window pointers assume sorted times),
         so the caller must raise rather than use the outputs when any is >= 0.
-    bits : bool
-        Whether to write ``valid`` and ``part``; without them the outputs are NaN where
-        undefined and nothing else (the timeline stage reads them so).
     """
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]
@@ -326,9 +320,8 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
             unsorted[k] = -1
             if m == 0:
                 continue
-            i0 = in_start[k]
-            tsk, xk = ts[i0:i0 + m], x[i0:i0 + m]
-            unsorted[k] = _first_unsorted(tsk, i0)
+            tsk, xk = ts[a:b], x[a:b]
+            unsorted[k] = _first_unsorted(tsk, a)
             ok = unsorted[k] < 0
             direct = m > cap
             for j in range(ops.size):
@@ -344,13 +337,11 @@ def fused(ts, x, in_start, offsets, series_group, chunks, ops, groups, rows, ip,
                     d1[:] = np.nan
                 else:
                     _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf, work)
-                if bits:
-                    _valid_bits(d0, a, b, valid[r0], part[r0], k)
+                _valid_bits(d0, a, b, valid[r0], part[r0], k)
                 if not direct:
                     stream_copy(d0, out[r0, a:b])
                 if r1 >= 0:
-                    if bits:
-                        _valid_bits(d1, a, b, valid[r1], part[r1], k)
+                    _valid_bits(d1, a, b, valid[r1], part[r1], k)
                     if not direct:
                         stream_copy(d1, out[r1, a:b])
         store_fence()

@@ -75,6 +75,13 @@ def _add(s, c, v):
 
 
 @njit(**JIT)
+def _dd_diff(s, c, s0, c0):
+    """``(s + c) - (s0 + c0)`` of two compensated sums, the leading parts cancelled exactly."""
+    t, e = _two_sum(s, -s0)
+    return t + (e + (c - c0))
+
+
+@njit(**JIT)
 def _advance(ts, lo, i, start):
     """The first row ``>= lo`` of the series with ``ts >= start`` (``lo <= i``, ``ts[i] >= start``).
 
@@ -179,8 +186,7 @@ def _sum_series_prefix(ts, x, a, b, window, what, out, work):
         ps[i - a + 1], pc[i - a + 1], pn[i - a + 1] = s, c, n
         lo = _advance(ts, lo, i, ts[i] - window)
         k = n - pn[lo - a]
-        t, e = _two_sum(s, -ps[lo - a])
-        w = t + (e + (c - pc[lo - a]))
+        w = _dd_diff(s, c, ps[lo - a], pc[lo - a])
         if what == COUNT:
             out[i] = k
         elif what == SUM:
@@ -269,13 +275,6 @@ def _std_in(v, n, k, s0, c0, s1, c1, s2, c2, want_mean):
     s1, c1 = _add(s1, c1, d)
     s2, c2 = _add(s2, c2, d * d)
     return n, k, s0, c0, s1, c1, s2, c2
-
-
-@njit(**JIT)
-def _dd_diff(s, c, s0, c0):
-    """``(s + c) - (s0 + c0)`` of two compensated sums, the leading parts cancelled exactly."""
-    t, e = _two_sum(s, -s0)
-    return t + (e + (c - c0))
 
 
 @njit(**JIT)

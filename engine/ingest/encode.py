@@ -42,7 +42,8 @@ SAME, CHANGED, UNDECIDED = 0, 1, 2
 
 @njit(**JIT)
 def pair_flag(views, vbytes, j, i):
-    """Row ``i``'s text against row ``j``'s: SAME, CHANGED or UNDECIDED (see below)."""
+    """Row ``i``'s text against row ``j``'s: SAME, CHANGED or UNDECIDED (:func:`_view_changes`
+    says how the views decide)."""
     w0, w1 = views[i, 0], views[i, 1]
     p0, p1 = views[j, 0], views[j, 1]
     if w0 == p0 and w1 == p1:
@@ -56,12 +57,6 @@ def pair_flag(views, vbytes, j, i):
                 return CHANGED
         return SAME
     return CHANGED if w0 != p0 else UNDECIDED
-
-
-@njit(**JIT)
-def _view_flag(views, vbytes, i):
-    """Row ``i``'s text against row ``i - 1``'s (``i >= 1``): SAME, CHANGED or UNDECIDED."""
-    return pair_flag(views, vbytes, i - 1, i)
 
 
 @njit(**JIT_PARALLEL)
@@ -79,7 +74,7 @@ def _view_changes(views, vbytes, out):
     if n:
         out[0] = SAME
     for i in prange(1, n):
-        out[i] = _view_flag(views, vbytes, i)
+        out[i] = pair_flag(views, vbytes, i - 1, i)
 
 
 @njit(**JIT)
