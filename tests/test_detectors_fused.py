@@ -22,6 +22,7 @@ from engine.config import JIT
 from engine.detectors import (REGISTRY, evaluate, evaluate_all_metrics, fused, register,
                               resolve_specs)
 from engine.detectors import kernels_fused as kf
+from engine.detectors import kernels_window as kw
 from engine.detectors.registry import DURATION, FLOAT, INT, frozen
 from engine.detectors.intrinsics import stream_copy, stream_fill
 from engine.errors import InputError
@@ -164,10 +165,13 @@ def test_long_series_are_computed_in_place_with_the_same_result():
                                       for p in REGISTRY[fn].params if p.required}}
              for fn in FNS}
     specs["low"] = {"fn": "time_in_range", "low": 70.0, "high": 120.0, "window": "1d"}
-    specs["m2"] = {"fn": "max", "window": "2h"}     # pairs with s_min into one min+max op
+    specs["m2"] = {"fn": "max", "window": "2h"}     # a second max: alone
+    for fn in ("mean", "std", "min", "max"):        # the pairs (a lag: no sweep)
+        specs[f"lag_{fn}"] = {"fn": fn, "window": "2h", "lag": "30m"}
     resolved = resolve_specs(specs, metric_required=False)
     plan = fused.plan(resolved.values())
-    assert kf.OP_MIN_MAX in plan.ops and kf.OP_MEAN_STD in plan.ops
+    # s_std sweeps with s_count, s_min and s_max
+    assert {kf.OP_MIN_MAX, kf.OP_MEAN_STD, kf.OP_SWEEP} <= set(plan.ops.tolist())
     out, valid, _ = fused.run_arrays(ts, x, offsets, np.full(4, -1), plan)
     want = one_spec_outputs(ts, x, offsets, resolved)
     for r, name in enumerate(plan.names):
@@ -199,10 +203,10 @@ def test_evaluate_all_metrics_columns_are_polars_nulls_not_nans():
 # --------------------------------------------------------------------------------------------
 # plan: pairs, parameters
 # --------------------------------------------------------------------------------------------
-def test_plan_pairs_mean_std_and_min_max_of_one_window_and_metric():
-    r = resolve_specs({"m": {"metric": "weight", "fn": "mean", "window": "1d"},
-                       "s": {"metric": "weight", "fn": "std", "window": "1d"},
-                       "s2": {"metric": "weight", "fn": "std", "window": "2d"},
+def test_plan_pairs_mean_std_and_min_max_of_one_window_metric_and_lag():
+    r = resolve_specs({"m": {"metric": "weight", "fn": "mean", "window": "1d", "lag": "1h"},
+                       "s": {"metric": "weight", "fn": "std", "window": "1d", "lag": "1h"},
+                       "s2": {"metric": "weight", "fn": "std", "window": "2d", "lag": "1h"},
                        "lo": {"metric": "spo2", "fn": "min", "window": "6h"},
                        "hi": {"metric": "spo2", "fn": "max", "window": "6h"},
                        "hi_hr": {"metric": "heart_rate", "fn": "max", "window": "6h"},
@@ -211,15 +215,73 @@ def test_plan_pairs_mean_std_and_min_max_of_one_window_and_metric():
     p = fused.plan(r.values())
     ops = dict(zip(p.ops.tolist(), p.rows.tolist()))
     names = list(p.names)
-    assert ops[kf.OP_MEAN_STD] == [names.index("m"), names.index("s")]
-    assert ops[kf.OP_MIN_MAX] == [names.index("lo"), names.index("hi")]
-    assert ops[kf.OP_STD] == [names.index("s2"), -1]
-    assert ops[kf.OP_MAX] == [names.index("hi_hr"), -1]
+    assert ops[kf.OP_MEAN_STD] == [names.index("m"), names.index("s"), -1, -1]
+    assert ops[kf.OP_MIN_MAX] == [names.index("lo"), names.index("hi"), -1, -1]
+    assert ops[kf.OP_STD] == [names.index("s2"), -1, -1, -1]
+    assert ops[kf.OP_MAX] == [names.index("hi_hr"), -1, -1, -1]
     j = p.ops.tolist().index(kf.OP_EVENTS_BELOW)
     # durations and ints in the registry's order, then floats
     assert p.ip[j].tolist() == [15 * MINUTE_US, 1440 * MINUTE_US, 15 * MINUTE_US, 0,
-                                5 * MINUTE_US]
+                                5 * MINUTE_US, 0]
     assert p.fp[j].tolist() == [54.0, 16.0]
+
+
+def test_plan_sweeps_a_std_with_a_sum_and_extremes_of_its_metric_at_lag_zero():
+    """A std at lag 0 runs in one sweep with a sum, mean or count and a min and max of its
+    metric at lag 0, whatever their windows; lagged specs and other metrics' do not join."""
+    hour = 60 * MINUTE_US
+    r = resolve_specs({"m1": {"metric": "spo2", "fn": "mean", "window": "1h"},
+                       "lo": {"metric": "spo2", "fn": "min", "window": "6h"},
+                       "s24": {"metric": "spo2", "fn": "std", "window": "24h"},
+                       "hi": {"metric": "spo2", "fn": "max", "window": "6h"},
+                       "c": {"metric": "weight", "fn": "count", "window": "3d"},
+                       "sw": {"metric": "weight", "fn": "std", "window": "2h"},
+                       "hw": {"metric": "weight", "fn": "max", "window": "1d"},
+                       "lw": {"metric": "weight", "fn": "min", "window": "2d"},
+                       "lag": {"metric": "heart_rate", "fn": "sum", "window": "1h",
+                               "lag": "1h"},
+                       "shr": {"metric": "heart_rate", "fn": "std", "window": "6h"},
+                       "st12": {"metric": "temp", "fn": "std", "window": "12h"},
+                       "other": {"metric": "sbp", "fn": "mean", "window": "1h"}})
+    p = fused.plan(r.values())
+    names = list(p.names)
+    got = {tuple(names[k] if k >= 0 else None for k in rows): (op, ip)
+           for op, rows, ip in zip(p.ops.tolist(), p.rows.tolist(), p.ip.tolist())}
+    assert got[("s24", "m1", "lo", "hi")] == (kf.OP_SWEEP,
+                                              [24 * hour, 0, hour, kw.MEAN, 6 * hour, kw.BOTH])
+    # a min and a max of different windows: the min joins the sweep, the max stays alone
+    assert got[("sw", "c", "lw", None)] == (kf.OP_SWEEP,
+                                           [2 * hour, 0, 72 * hour, kw.COUNT, 48 * hour, kw.MIN])
+    assert got[("hw", None, None, None)][0] == kf.OP_MAX
+    assert got[("lag", None, None, None)][0] == kf.OP_SUM
+    assert got[("shr", None, None, None)][0] == kf.OP_STD
+    assert got[("st12", None, None, None)][0] == kf.OP_STD
+    assert got[("other", None, None, None)][0] == kf.OP_MEAN
+    assert len(got) == 7
+
+
+@PROPERTY
+@given(data=multi_series(max_series=6, max_len=60),
+       windows=st.lists(_MINUTES, min_size=3, max_size=3),
+       fn=st.sampled_from(["sum", "mean", "count", None]),
+       extremes=st.sampled_from([("min",), ("max",), ("min", "max"), ()]))
+def test_a_sweep_equals_each_spec_alone(data, windows, fn, extremes):
+    """One sweep gives each spec its one-spec kernel's output, bit for bit, whichever window is
+    the longer (the inputs mix magnitudes 1e-3..1e6, so the std re-centres)."""
+    ts, x, offsets = (frozen(a, a.dtype) for a in data)
+    specs = {"s": {"fn": "std", "window": f"{windows[0]}m"}}
+    if fn:
+        specs["a"] = {"fn": fn, "window": f"{windows[1]}m"}
+    for e in extremes:
+        specs[e] = {"fn": e, "window": f"{windows[2]}m"}
+    resolved = resolve_specs(specs, metric_required=False)
+    plan = fused.plan(resolved.values())
+    assert (kf.OP_SWEEP in plan.ops) == (len(specs) > 1)
+    out, valid, _ = fused.run_arrays(ts, x, offsets, np.full(offsets.size - 1, -1), plan)
+    want = one_spec_outputs(ts, x, offsets, resolved)
+    for r, name in enumerate(plan.names):
+        np.testing.assert_array_equal(out[r], want[name], err_msg=name)
+        check_bits(out[r], valid[r])
 
 
 def test_every_registered_detector_is_fused():

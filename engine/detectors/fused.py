@@ -2,7 +2,8 @@
 
 :func:`plan` encodes the specs as the opcode and parameter arrays of
 :func:`engine.detectors.kernels_fused.fused` (a mean and a std, or a min and a max, of the
-same window and metric become one op), :func:`run` calls it over a
+same window and metric become one op; so do a std of a metric at lag 0 with a sum, mean or
+count and a min and max of the metric at lag 0, whatever their windows), :func:`run` calls it over a
 :class:`~engine.detectors.evaluate.SeriesView` and wraps each output row, with the validity
 bitmap the kernel wrote, as a Float64 polars Series without copying (NaN outputs are nulls).
 
@@ -54,6 +55,15 @@ PAIRS = (
     ((kw.rolling_min, kw.rolling_min_lagged), (kw.rolling_max, kw.rolling_max_lagged),
      kf.OP_MIN_MAX),
 )
+#: a std at lag 0 runs in one sweep (``OP_SWEEP``) with a sum, mean or count and a min and/or
+#: max of its metric at lag 0, whatever their windows (see :func:`_sweeps`): the kernels of
+#: each kind (plain, or lagged with a lag of 0), and for a sum its ``what``
+STDS = (kw.rolling_std, kw.rolling_std_lagged)
+SUMS = {kw.rolling_sum: kw.SUM, kw.rolling_sum_lagged: kw.SUM,
+        kw.rolling_mean: kw.MEAN, kw.rolling_mean_lagged: kw.MEAN,
+        kw.rolling_count: kw.COUNT, kw.rolling_count_lagged: kw.COUNT}
+MINS = (kw.rolling_min, kw.rolling_min_lagged)
+MAXS = (kw.rolling_max, kw.rolling_max_lagged)
 #: rows per chunk of series handed to one prange iteration: at least this many, so that a
 #: chunk's scratch allocation is amortised, and about 16 chunks per thread for load balance
 CHUNK_ROWS_MIN = 16_384
@@ -100,6 +110,37 @@ def _window_key(spec: ResolvedSpec) -> tuple:
     return spec.metric, spec.params["window"], spec.params.get("lag", 0)
 
 
+def _sweeps(specs) -> dict:
+    """The lag-0 stds that run in one sweep with other lag-0 statistics of their metric:
+    ``{std name: (sum, min, max)}``, each the spec of a sum, mean or count, a min, a max (any
+    windows; min and max of one window), or None. A std with none of them is not a sweep."""
+    pools = {}                  # metric -> {"std": [...], "sum": [...], "min": [...], ...}
+    for s in specs:
+        if s.params.get("lag", 0) != 0:
+            continue
+        kernel = s.detector.kernel
+        kind = ("std" if kernel in STDS else "sum" if kernel in SUMS else
+                "min" if kernel in MINS else "max" if kernel in MAXS else None)
+        if kind:
+            pools.setdefault(s.metric, {}).setdefault(kind, []).append(s)
+    sweeps = {}
+    for pool in pools.values():
+        sums, lows, highs = (pool.get(k, []) for k in ("sum", "min", "max"))
+        for std in pool.get("std", []):
+            total = sums.pop(0) if sums else None
+            low = lows.pop(0) if lows else None
+            if low is None:
+                high = highs.pop(0) if highs else None
+            else:
+                same = [h for h in highs if h.params["window"] == low.params["window"]]
+                high = same[0] if same else None
+                if high is not None:
+                    highs.remove(high)
+            if total or low or high:
+                sweeps[std.name] = (total, low, high)
+    return sweeps
+
+
 def plan(specs) -> Plan:
     """Encode fusable resolved specs (an iterable of :class:`ResolvedSpec`) as one op set."""
     specs = list(specs)
@@ -108,31 +149,47 @@ def plan(specs) -> Plan:
     metrics = tuple(dict.fromkeys(s.metric for s in specs if s.metric is not None))
     group_of = {m: g for g, m in enumerate(metrics)}
     group_of[None] = -1
+    sweeps = _sweeps(specs)
+    in_sweep = {t.name for parts in sweeps.values() for t in parts if t is not None}
+    rest = [s for s in specs if s.name not in in_sweep and s.name not in sweeps]
     # a mean and a std (a min and a max) of the same metric, window and lag share one pass
     second = {}              # name of the first spec of a pair -> (pair opcode, second spec)
     for first_k, second_k, op in PAIRS:
         waiting = {}
-        for s in specs:
+        for s in rest:
             if s.detector.kernel in second_k:
                 waiting.setdefault(_window_key(s), []).append(s)
-        for s in specs:
+        for s in rest:
             if s.detector.kernel in first_k:
                 queue = waiting.get(_window_key(s))
                 if queue:
                     second[s.name] = (op, queue.pop(0))
-    taken = {t.name for _, t in second.values()}
+    taken = in_sweep | {t.name for _, t in second.values()}
     ops, groups, rows, ip, fp = [], [], [], [], []
     for s in specs:
         if s.name in taken:
             continue
         ints, floats = _params(s)
-        if s.name in second:
+        if s.name in sweeps:
+            total, low, high = sweeps[s.name]
+            ops.append(kf.OP_SWEEP)
+            rows.append([row_of[s.name]] + [-1 if t is None else row_of[t.name]
+                                            for t in (total, low, high)])
+            extreme = low or high
+            ints = [s.params["window"], 0,
+                    total.params["window"] if total else 0,
+                    SUMS[total.detector.kernel] if total else -1,
+                    extreme.params["window"] if extreme else 0,
+                    -1 if extreme is None else kw.BOTH if low and high else
+                    kw.MIN if low else kw.MAX]
+        elif s.name in second:
             op, t = second[s.name]
             ops.append(op)
-            rows.append((row_of[s.name], row_of[t.name]))
+            rows.append([row_of[s.name], row_of[t.name]])
         else:
             ops.append(OPCODES[s.detector.kernel])
-            rows.append((row_of[s.name], -1))
+            rows.append([row_of[s.name]])
+        rows[-1] += [-1] * (kf.N_OUTPUTS - len(rows[-1]))
         groups.append(group_of[s.metric])
         ip.append(ints + [0] * (kf.N_INT_PARAMS - len(ints)))
         fp.append(floats + [0.0] * (kf.N_FLOAT_PARAMS - len(floats)))
@@ -140,7 +197,7 @@ def plan(specs) -> Plan:
     return Plan(names=names,
                 ops=np.asarray(ops, dtype=np.int64),
                 groups=np.asarray(groups, dtype=np.int64),
-                rows=np.asarray(rows, dtype=np.int64).reshape(p, 2),
+                rows=np.asarray(rows, dtype=np.int64).reshape(p, kf.N_OUTPUTS),
                 ip=np.asarray(ip, dtype=np.int64).reshape(p, kf.N_INT_PARAMS),
                 fp=np.asarray(fp, dtype=np.float64).reshape(p, kf.N_FLOAT_PARAMS),
                 metrics=metrics)

@@ -20,14 +20,21 @@ A spec set is encoded as arrays (built by :mod:`.fused` from resolved specs):
 ``ops``     int64[p]     the opcode of each op (``OP_*`` below)
 ``groups``  int64[p]     the series group (metric) the op runs on; -1: every series. On the
                          series of other groups the op's output is null.
-``rows``    int64[p, 2]  output rows the op writes (the second is -1 except for the ops that
-                         compute two outputs in one pass, ``OP_MEAN_STD`` and ``OP_MIN_MAX``)
-``ip``      int64[p, 5]  the op's duration and int parameters, in the registry's order
+``rows``    int64[p, 4]  output rows the op writes, -1 for none: one for most ops, two for the
+                         pairs ``OP_MEAN_STD`` (mean, std) and ``OP_MIN_MAX`` (min, max), up
+                         to four for ``OP_SWEEP`` (std, sum, min, max)
+``ip``      int64[p, 6]  the op's duration and int parameters, in the registry's order
 ``fp``      float64[p, 2] its float parameters, in the registry's order
 
 The window statistics (sum ... slope, and the pairs) read their window from ``ip[0]`` and their
 lag from ``ip[1]``: a spec without a lag (the plain form of the detector, see
 :mod:`.registry`) has no second int parameter, and the zero padding of ``ip`` is its lag 0.
+``OP_SWEEP`` runs, at lag 0 and in one sweep of the series (:func:`.kernels_window.
+_sweep_series`), a std over ``ip[0]`` µs (output ``rows[0]``), a sum, mean or count over
+``ip[2]`` µs (``ip[3]``: ``kernels_window.SUM``, ``MEAN`` or ``COUNT``; -1 for none; output
+``rows[1]``) and a min and/or max over ``ip[4]`` µs (``ip[5]``: ``kernels_window.MIN``, ``MAX``
+or ``BOTH``; -1 for none; outputs ``rows[2]``, ``rows[3]``). :mod:`.fused` builds one for a
+metric's lag-0 std and whichever of those the metric also has.
 """
 from __future__ import annotations
 
@@ -43,11 +50,13 @@ from .intrinsics import store_fence, stream_copy, valid8
  OP_PCT_CHANGE, OP_SLOPE, OP_SINCE_LAST, OP_SILENCE, OP_EWMA, OP_MACD, OP_CUSUM_UP,
  OP_CUSUM_DOWN, OP_ZSCORE, OP_TIME_ABOVE, OP_TIME_BELOW, OP_EVENTS_BELOW, OP_EVENTS_ABOVE,
  OP_TIME_IN_RANGE, OP_COVERAGE, OP_MIN_MAX, OP_PREVIOUS, OP_MINUTES_ABOVE,
- OP_MINUTES_BELOW) = range(28)
-#: widths of the parameter arrays (the most duration/int and float params of any detector)
-N_INT_PARAMS, N_FLOAT_PARAMS = 5, 2
+ OP_MINUTES_BELOW, OP_SWEEP) = range(29)
+#: widths of the parameter arrays (the most duration/int and float params of any op)
+N_INT_PARAMS, N_FLOAT_PARAMS = 6, 2
+#: the most output rows of one op (``OP_SWEEP``)
+N_OUTPUTS = 4
 #: series longer than this are computed straight into the output (ordinary stores) rather than
-#: through the scratch buffer, which then stays small (2 x 64 Ki float64 = 1 MiB at most)
+#: through the scratch buffer, which then stays small (4 x 64 Ki float64 = 2 MiB at most)
 SCRATCH_ROWS = 1 << 16
 
 
@@ -72,12 +81,14 @@ def _window_op(op, window, lag, ts, x, m, d0, d1, work):
         kw._minmax_series(ts, x, 0, m, window, lag, d0, d0, kw.MAX)
     elif op == OP_STD:
         if lag == 0:
-            kw._std_series_prefix(ts, x, 0, m, window, d0, d0, False, work)
+            kw._sweep_series(ts, x, 0, m, window, d0, d0, False, work, window, kw.MEAN, 0, -1,
+                             d0, d0)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
     elif op == OP_MEAN_STD:
         if lag == 0:
-            kw._std_series_prefix(ts, x, 0, m, window, d0, d1, True, work)
+            kw._sweep_series(ts, x, 0, m, window, d0, d1, True, work, window, kw.MEAN, 0, -1,
+                             d0, d0)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
     elif op == OP_DELTA:
@@ -108,11 +119,12 @@ def _is_window_op(op):
 
 
 @njit(**JIT)
-def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf, work):
-    """Run one op on one series (rows ``0..m`` of the slices ``ts``, ``x``) into ``d0`` (``d1``).
+def _run_op(op, ip, fp, ts, x, m, d0, d1, d2, d3, ibuf, work):
+    """Run one op on one series (rows ``0..m`` of the slices ``ts``, ``x``) into its outputs
+    ``d0`` (``d1`` ... ``d3``: see ``rows``).
 
     Outputs the one-spec kernels pre-fill (NaN or 0) are pre-filled here the same way, so every
-    row of ``d0`` is written. ``ibuf`` (int64[>= m]) and ``work`` (float64[8, >= m + 1]) are
+    row of ``d0`` is written. ``ibuf`` (int64[>= m]) and ``work`` (float64[9, >= m + 1]) are
     scratch the chunk allocates once for all its series.
     """
     if _is_window_op(op):
@@ -120,6 +132,9 @@ def _run_op(op, ip, fp, ts, x, m, d0, d1, ibuf, work):
             _window_op(op, ip[0], 0, ts, x, m, d0, d1, work)
         else:
             _window_op(op, ip[0], ip[1], ts, x, m, d0, d1, work)
+    elif op == OP_SWEEP:
+        kw._sweep_series(ts, x, 0, m, ip[0], d1, d0, ip[3] >= 0, work, ip[2], ip[3], ip[4],
+                         ip[5], d2, d3)
     elif op == OP_SINCE_LAST:
         kw._gap_series(ts, x, 0, m, np.int64(0), False, d0)
     elif op == OP_ZSCORE:
@@ -269,15 +284,43 @@ def merge_shared_bytes(offsets, part, valid):
 @njit(**JIT)
 def _chunk_scratch(offsets, s0, s1):
     """The scratch a chunk of series ``s0..s1`` allocates once for all of them: ``(cap,
-    scratch float64[2, cap], ibuf int64[longest], work float64[8, longest + 1])``, ``cap`` the
-    rows a series may have to go through ``scratch`` (longer ones are written in place) and
-    ``work`` the prefix sums of the window statistics."""
+    scratch float64[N_OUTPUTS, cap], ibuf int64[longest], work float64[9, longest + 1])``,
+    ``cap`` the rows a series may have to go through ``scratch`` (longer ones are written in
+    place) and ``work`` the prefix sums of the window statistics."""
     longest = 0
     for k in range(s0, s1):
         longest = max(longest, offsets[k + 1] - offsets[k])
     cap = min(longest, SCRATCH_ROWS)
-    return (cap, np.empty((2, cap)), np.empty(longest, dtype=np.int64),
-            np.empty((8, longest + 1)))
+    return (cap, np.empty((N_OUTPUTS, cap)), np.empty(longest, dtype=np.int64),
+            np.empty((9, longest + 1)))
+
+
+@njit(**JIT)
+def _run_into(op, ip, fp, tsk, xk, m, ok, flat, scratch, starts, direct, ibuf, work):
+    """Run op ``op`` on a series into its outputs, which start at ``starts[t]`` of ``flat``
+    (-1: none; the output then aliases the first, and is never written): in place when
+    ``direct``, else into the rows of ``scratch``, for the caller to copy. A series whose times
+    go back (``ok`` False) gets NaN.
+
+    The four outputs are sliced here, in one branch or the other: taken from a helper that
+    returned either slice, they made the min and max run 3x slower (measured, 29 against 9 ns
+    a row on one thread; the slices' types were the same, so the cost is in the code LLVM
+    made of the returned arrays)."""
+    if direct:
+        e0 = starts[0]
+        e1 = starts[1] if starts[1] >= 0 else e0
+        e2 = starts[2] if starts[2] >= 0 else e0
+        e3 = starts[3] if starts[3] >= 0 else e0
+        d0, d1, d2, d3 = flat[e0:e0 + m], flat[e1:e1 + m], flat[e2:e2 + m], flat[e3:e3 + m]
+    else:
+        d0, d1, d2, d3 = scratch[0, :m], scratch[1, :m], scratch[2, :m], scratch[3, :m]
+    if ok:
+        _run_op(op, ip, fp, tsk, xk, m, d0, d1, d2, d3, ibuf, work)
+    else:
+        d0[:] = np.nan
+        d1[:] = np.nan
+        d2[:] = np.nan
+        d3[:] = np.nan
 
 
 @njit(**JIT_PARALLEL)
@@ -311,9 +354,12 @@ def fused(ts, x, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, 
         row's, or -1. The ops skip such a series (their window pointers assume sorted times),
         so the caller must raise rather than use the outputs when any is >= 0.
     """
+    n = x.size
+    flat = out.reshape(out.size)
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]
         cap, scratch, ibuf, work = _chunk_scratch(offsets, s0, s1)
+        starts = np.empty(N_OUTPUTS, dtype=np.int64)
         for k in range(s0, s1):
             a, b = offsets[k], offsets[k + 1]
             m = b - a
@@ -325,25 +371,18 @@ def fused(ts, x, offsets, series_group, chunks, ops, groups, rows, ip, fp, out, 
             ok = unsorted[k] < 0
             direct = m > cap
             for j in range(ops.size):
-                r0, r1 = rows[j, 0], rows[j, 1]
-                if direct:
-                    d0 = out[r0, a:b]
-                    d1 = out[r1 if r1 >= 0 else r0, a:b]
-                else:
-                    d0 = scratch[0, :m]
-                    d1 = scratch[1, :m]
-                if not ok or (groups[j] >= 0 and groups[j] != series_group[k]):
-                    d0[:] = np.nan
-                    d1[:] = np.nan
-                else:
-                    _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf, work)
-                _valid_bits(d0, a, b, valid[r0], part[r0], k)
-                if not direct:
-                    stream_copy(d0, out[r0, a:b])
-                if r1 >= 0:
-                    _valid_bits(d1, a, b, valid[r1], part[r1], k)
-                    if not direct:
-                        stream_copy(d1, out[r1, a:b])
+                for t in range(N_OUTPUTS):
+                    starts[t] = rows[j, t] * n + a if rows[j, t] >= 0 else -1
+                mine = groups[j] < 0 or groups[j] == series_group[k]
+                _run_into(ops[j], ip[j], fp[j], tsk, xk, m, ok and mine, flat, scratch,
+                          starts, direct, ibuf, work)
+                for t in range(N_OUTPUTS):
+                    r = rows[j, t]
+                    if r >= 0 and direct:
+                        _valid_bits(flat[starts[t]:starts[t] + m], a, b, valid[r], part[r], k)
+                    elif r >= 0:
+                        _valid_bits(scratch[t, :m], a, b, valid[r], part[r], k)
+                        stream_copy(scratch[t, :m], out[r, a:b])
         store_fence()
 
 
@@ -355,16 +394,17 @@ def fused_blocks(ts, x, offsets, series_group, position, chunks, group_ops, ops,
     The series are read in their own order (``offsets``, all metrics interleaved as clean
     telemetry holds them) and each runs only the ops of its group: ``group_ops[g]:group_ops
     [g+1]`` are the ops of group ``g = series_group[k]`` (a series whose group is -1 runs none).
-    Op ``j`` writes its output row(s) at ``flat[dest[j, 0] + position[k] + i]`` (and
-    ``dest[j, 1]`` for the second output of a pair, -1 otherwise): ``dest`` is where the op's
-    row of its block starts, ``position[k]`` where series ``k`` starts in its block. No
-    validity bits: NaN marks undefined outputs. ``unsorted`` as in :func:`fused` (the outputs
-    of an unsorted series are NaN). Compared with one :func:`fused` call per block, the
-    threads meet once rather than once a block, and the readings are read in order.
+    Op ``j`` writes its output ``t`` at ``flat[dest[j, t] + position[k] + i]`` (-1: the op has
+    no output ``t``, see ``rows`` in the module docstring): ``dest`` is where the op's row of
+    its block starts, ``position[k]`` where series ``k`` starts in its block. No validity bits:
+    NaN marks undefined outputs. ``unsorted`` as in :func:`fused` (the outputs of an unsorted
+    series are NaN). Compared with one :func:`fused` call per block, the threads meet once
+    rather than once a block, and the readings are read in order.
     """
     for q in prange(chunks.size - 1):
         s0, s1 = chunks[q], chunks[q + 1]
         cap, scratch, ibuf, work = _chunk_scratch(offsets, s0, s1)
+        starts = np.empty(N_OUTPUTS, dtype=np.int64)
         for k in range(s0, s1):
             unsorted[k] = -1
             g = series_group[k]
@@ -378,20 +418,12 @@ def fused_blocks(ts, x, offsets, series_group, position, chunks, group_ops, ops,
             direct = m > cap
             at = position[k]
             for j in range(group_ops[g], group_ops[g + 1]):
-                o0, o1 = dest[j, 0] + at, dest[j, 1] + at
-                if direct:
-                    d0 = flat[o0:o0 + m]
-                    d1 = flat[o1:o1 + m] if dest[j, 1] >= 0 else d0
-                else:
-                    d0 = scratch[0, :m]
-                    d1 = scratch[1, :m]
-                if ok:
-                    _run_op(ops[j], ip[j], fp[j], tsk, xk, m, d0, d1, ibuf, work)
-                else:
-                    d0[:] = np.nan
-                    d1[:] = np.nan
+                for t in range(N_OUTPUTS):
+                    starts[t] = dest[j, t] + at if dest[j, t] >= 0 else -1
+                _run_into(ops[j], ip[j], fp[j], tsk, xk, m, ok, flat, scratch, starts, direct,
+                          ibuf, work)
                 if not direct:
-                    stream_copy(d0, flat[o0:o0 + m])
-                    if dest[j, 1] >= 0:
-                        stream_copy(d1, flat[o1:o1 + m])
+                    for t in range(N_OUTPUTS):
+                        if starts[t] >= 0:
+                            stream_copy(scratch[t, :m], flat[starts[t]:starts[t] + m])
         store_fence()
