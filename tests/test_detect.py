@@ -22,6 +22,7 @@ SPECS = {
     "w_sd": {"metric": "weight", "fn": "std", "window": "1d"},
     "hr_min": {"metric": "heart_rate", "fn": "min", "window": "6h"},
     "hr_max": {"metric": "heart_rate", "fn": "max", "window": "6h"},
+    "hr_sd": {"metric": "heart_rate", "fn": "std", "window": "12h"},     # one sweep with both
     "hr_z": {"metric": "heart_rate", "fn": "zscore", "window": "1d", "lag": "2h"},
     "low": {"metric": "glucose", "fn": "time_below", "threshold": 70.0},
     "ev": {"metric": "glucose", "fn": "events_below", "threshold": 54.0, "window": "1d"},
