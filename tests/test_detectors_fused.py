@@ -226,9 +226,10 @@ def test_plan_pairs_mean_std_and_min_max_of_one_window_metric_and_lag():
     assert p.fp[j].tolist() == [54.0, 16.0]
 
 
-def test_plan_sweeps_a_std_with_a_sum_and_extremes_of_its_metric_at_lag_zero():
-    """A std at lag 0 runs in one sweep with a sum, mean or count and a min and max of its
-    metric at lag 0, whatever their windows; lagged specs and other metrics' do not join."""
+def test_plan_sweeps_two_or_three_kinds_of_statistics_of_a_metric_at_lag_zero():
+    """A std, a sum, mean or count and a min and max of one metric at lag 0 run in one sweep,
+    whatever their windows, when two of the three kinds are there; lagged specs and other
+    metrics' do not join."""
     hour = 60 * MINUTE_US
     r = resolve_specs({"m1": {"metric": "spo2", "fn": "mean", "window": "1h"},
                        "lo": {"metric": "spo2", "fn": "min", "window": "6h"},
@@ -242,7 +243,11 @@ def test_plan_sweeps_a_std_with_a_sum_and_extremes_of_its_metric_at_lag_zero():
                                "lag": "1h"},
                        "shr": {"metric": "heart_rate", "fn": "std", "window": "6h"},
                        "st12": {"metric": "temp", "fn": "std", "window": "12h"},
-                       "other": {"metric": "sbp", "fn": "mean", "window": "1h"}})
+                       "other": {"metric": "sbp", "fn": "mean", "window": "1h"},
+                       "g_hi": {"metric": "glucose", "fn": "max", "window": "3h"},
+                       "g_mean": {"metric": "glucose", "fn": "mean", "window": "1h"},
+                       "r1": {"metric": "resp_rate", "fn": "count", "window": "1h"},
+                       "r24": {"metric": "resp_rate", "fn": "count", "window": "24h"}})
     p = fused.plan(r.values())
     names = list(p.names)
     got = {tuple(names[k] if k >= 0 else None for k in rows): (op, ip)
@@ -257,26 +262,34 @@ def test_plan_sweeps_a_std_with_a_sum_and_extremes_of_its_metric_at_lag_zero():
     assert got[("shr", None, None, None)][0] == kf.OP_STD
     assert got[("st12", None, None, None)][0] == kf.OP_STD
     assert got[("other", None, None, None)][0] == kf.OP_MEAN
-    assert len(got) == 7
+    # no std: a sum and a max, at the place of the first of them
+    assert got[(None, "g_mean", None, "g_hi")] == (kf.OP_SWEEP,
+                                                   [-1, 0, hour, kw.MEAN, 3 * hour, kw.MAX])
+    assert names.index("g_hi") < names.index("g_mean")
+    # two sums, one kind: each its own op
+    assert got[("r1", None, None, None)][0] == got[("r24", None, None, None)][0] == kf.OP_COUNT
+    assert len(got) == 10
 
 
 @PROPERTY
 @given(data=multi_series(max_series=6, max_len=60),
-       windows=st.lists(_MINUTES, min_size=3, max_size=3),
+       windows=st.lists(_MINUTES, min_size=3, max_size=3), std=st.booleans(),
        fn=st.sampled_from(["sum", "mean", "count", None]),
        extremes=st.sampled_from([("min",), ("max",), ("min", "max"), ()]))
-def test_a_sweep_equals_each_spec_alone(data, windows, fn, extremes):
+def test_a_sweep_equals_each_spec_alone(data, windows, std, fn, extremes):
     """One sweep gives each spec its one-spec kernel's output, bit for bit, whichever window is
     the longer (the inputs mix magnitudes 1e-3..1e6, so the std re-centres)."""
     ts, x, offsets = (frozen(a, a.dtype) for a in data)
-    specs = {"s": {"fn": "std", "window": f"{windows[0]}m"}}
+    specs = {"s": {"fn": "std", "window": f"{windows[0]}m"}} if std else {}
     if fn:
         specs["a"] = {"fn": fn, "window": f"{windows[1]}m"}
     for e in extremes:
         specs[e] = {"fn": e, "window": f"{windows[2]}m"}
+    if not specs:
+        return
     resolved = resolve_specs(specs, metric_required=False)
     plan = fused.plan(resolved.values())
-    assert (kf.OP_SWEEP in plan.ops) == (len(specs) > 1)
+    assert (kf.OP_SWEEP in plan.ops) == (std + bool(fn) + bool(extremes) >= 2)
     out, valid, _ = fused.run_arrays(ts, x, offsets, np.full(offsets.size - 1, -1), plan)
     want = one_spec_outputs(ts, x, offsets, resolved)
     for r, name in enumerate(plan.names):

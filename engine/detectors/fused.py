@@ -2,8 +2,8 @@
 
 :func:`plan` encodes the specs as the opcode and parameter arrays of
 :func:`engine.detectors.kernels_fused.fused` (a mean and a std, or a min and a max, of the
-same window and metric become one op; so do a std of a metric at lag 0 with a sum, mean or
-count and a min and max of the metric at lag 0, whatever their windows), :func:`run` calls it over a
+same window and metric become one op; so do two or three of a std, a sum, mean or count and
+a min and max of one metric at lag 0, whatever their windows), :func:`run` calls it over a
 :class:`~engine.detectors.evaluate.SeriesView` and wraps each output row, with the validity
 bitmap the kernel wrote, as a Float64 polars Series without copying (NaN outputs are nulls).
 
@@ -55,9 +55,10 @@ PAIRS = (
     ((kw.rolling_min, kw.rolling_min_lagged), (kw.rolling_max, kw.rolling_max_lagged),
      kf.OP_MIN_MAX),
 )
-#: a std at lag 0 runs in one sweep (``OP_SWEEP``) with a sum, mean or count and a min and/or
-#: max of its metric at lag 0, whatever their windows (see :func:`_sweeps`): the kernels of
-#: each kind (plain, or lagged with a lag of 0), and for a sum its ``what``
+#: statistics of three kinds at lag 0, a std, a sum, mean or count, and a min and/or max, run in
+#: one sweep (``OP_SWEEP``) when a metric has two kinds or three, whatever their windows (see
+#: :func:`_sweeps`): the kernels of each kind (plain, or lagged with a lag of 0), and for a sum
+#: its ``what``
 STDS = (kw.rolling_std, kw.rolling_std_lagged)
 SUMS = {kw.rolling_sum: kw.SUM, kw.rolling_sum_lagged: kw.SUM,
         kw.rolling_mean: kw.MEAN, kw.rolling_mean_lagged: kw.MEAN,
@@ -110,10 +111,11 @@ def _window_key(spec: ResolvedSpec) -> tuple:
     return spec.metric, spec.params["window"], spec.params.get("lag", 0)
 
 
-def _sweeps(specs) -> dict:
-    """The lag-0 stds that run in one sweep with other lag-0 statistics of their metric:
-    ``{std name: (sum, min, max)}``, each the spec of a sum, mean or count, a min, a max (any
-    windows; min and max of one window), or None. A std with none of them is not a sweep."""
+def _sweeps(specs) -> list:
+    """The sweeps of lag-0 statistics: ``[(std, sum, min, max)]``, each the spec of a std, a
+    sum, mean or count, a min, a max of one metric (any windows; min and max of one window), or
+    None, with at least two of the three kinds (std, sum, min/max) present: taken in spec order,
+    as long as a metric has specs of two kinds left."""
     pools = {}                  # metric -> {"std": [...], "sum": [...], "min": [...], ...}
     for s in specs:
         if s.params.get("lag", 0) != 0:
@@ -123,10 +125,11 @@ def _sweeps(specs) -> dict:
                 "min" if kernel in MINS else "max" if kernel in MAXS else None)
         if kind:
             pools.setdefault(s.metric, {}).setdefault(kind, []).append(s)
-    sweeps = {}
+    sweeps = []
     for pool in pools.values():
-        sums, lows, highs = (pool.get(k, []) for k in ("sum", "min", "max"))
-        for std in pool.get("std", []):
+        stds, sums, lows, highs = (pool.get(k, []) for k in ("std", "sum", "min", "max"))
+        while bool(stds) + bool(sums) + bool(lows or highs) >= 2:
+            std = stds.pop(0) if stds else None
             total = sums.pop(0) if sums else None
             low = lows.pop(0) if lows else None
             if low is None:
@@ -136,8 +139,7 @@ def _sweeps(specs) -> dict:
                 high = same[0] if same else None
                 if high is not None:
                     highs.remove(high)
-            if total or low or high:
-                sweeps[std.name] = (total, low, high)
+            sweeps.append((std, total, low, high))
     return sweeps
 
 
@@ -149,9 +151,10 @@ def plan(specs) -> Plan:
     metrics = tuple(dict.fromkeys(s.metric for s in specs if s.metric is not None))
     group_of = {m: g for g, m in enumerate(metrics)}
     group_of[None] = -1
-    sweeps = _sweeps(specs)
+    # a sweep's op goes where its first spec is
+    sweeps = {next(t for t in parts if t is not None).name: parts for parts in _sweeps(specs)}
     in_sweep = {t.name for parts in sweeps.values() for t in parts if t is not None}
-    rest = [s for s in specs if s.name not in in_sweep and s.name not in sweeps]
+    rest = [s for s in specs if s.name not in in_sweep]
     # a mean and a std (a min and a max) of the same metric, window and lag share one pass
     second = {}              # name of the first spec of a pair -> (pair opcode, second spec)
     for first_k, second_k, op in PAIRS:
@@ -164,19 +167,18 @@ def plan(specs) -> Plan:
                 queue = waiting.get(_window_key(s))
                 if queue:
                     second[s.name] = (op, queue.pop(0))
-    taken = in_sweep | {t.name for _, t in second.values()}
+    taken = (in_sweep - set(sweeps)) | {t.name for _, t in second.values()}
     ops, groups, rows, ip, fp = [], [], [], [], []
     for s in specs:
         if s.name in taken:
             continue
         ints, floats = _params(s)
         if s.name in sweeps:
-            total, low, high = sweeps[s.name]
+            std, total, low, high = sweeps[s.name]
             ops.append(kf.OP_SWEEP)
-            rows.append([row_of[s.name]] + [-1 if t is None else row_of[t.name]
-                                            for t in (total, low, high)])
+            rows.append([-1 if t is None else row_of[t.name] for t in (std, total, low, high)])
             extreme = low or high
-            ints = [s.params["window"], 0,
+            ints = [std.params["window"] if std else -1, 0,
                     total.params["window"] if total else 0,
                     SUMS[total.detector.kernel] if total else -1,
                     extreme.params["window"] if extreme else 0,

@@ -30,11 +30,11 @@ The window statistics (sum ... slope, and the pairs) read their window from ``ip
 lag from ``ip[1]``: a spec without a lag (the plain form of the detector, see
 :mod:`.registry`) has no second int parameter, and the zero padding of ``ip`` is its lag 0.
 ``OP_SWEEP`` runs, at lag 0 and in one sweep of the series (:func:`.kernels_window.
-_sweep_series`), a std over ``ip[0]`` µs (output ``rows[0]``), a sum, mean or count over
-``ip[2]`` µs (``ip[3]``: ``kernels_window.SUM``, ``MEAN`` or ``COUNT``; -1 for none; output
+_sweep_series`), a std over ``ip[0]`` µs (-1 for none; output ``rows[0]``), a sum, mean or
+count over ``ip[2]`` µs (``ip[3]``: ``kernels_window.SUM``, ``MEAN`` or ``COUNT``; -1 for none; output
 ``rows[1]``) and a min and/or max over ``ip[4]`` µs (``ip[5]``: ``kernels_window.MIN``, ``MAX``
-or ``BOTH``; -1 for none; outputs ``rows[2]``, ``rows[3]``). :mod:`.fused` builds one for a
-metric's lag-0 std and whichever of those the metric also has.
+or ``BOTH``; -1 for none; outputs ``rows[2]``, ``rows[3]``): two of the three kinds, or all.
+:mod:`.fused` builds them from a metric's lag-0 statistics.
 """
 from __future__ import annotations
 
@@ -82,13 +82,13 @@ def _window_op(op, window, lag, ts, x, m, d0, d1, work):
     elif op == OP_STD:
         if lag == 0:
             kw._sweep_series(ts, x, 0, m, window, d0, d0, False, work, window, kw.MEAN, 0, -1,
-                             d0, d0)
+                             d0, d0, True)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
     elif op == OP_MEAN_STD:
         if lag == 0:
             kw._sweep_series(ts, x, 0, m, window, d0, d1, True, work, window, kw.MEAN, 0, -1,
-                             d0, d0)
+                             d0, d0, True)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
     elif op == OP_DELTA:
@@ -134,7 +134,7 @@ def _run_op(op, ip, fp, ts, x, m, d0, d1, d2, d3, ibuf, work):
             _window_op(op, ip[0], ip[1], ts, x, m, d0, d1, work)
     elif op == OP_SWEEP:
         kw._sweep_series(ts, x, 0, m, ip[0], d1, d0, ip[3] >= 0, work, ip[2], ip[3], ip[4],
-                         ip[5], d2, d3)
+                         ip[5], d2, d3, ip[0] >= 0)
     elif op == OP_SINCE_LAST:
         kw._gap_series(ts, x, 0, m, np.int64(0), False, d0)
     elif op == OP_ZSCORE:
@@ -298,7 +298,7 @@ def _chunk_scratch(offsets, s0, s1):
 @njit(**JIT)
 def _run_into(op, ip, fp, tsk, xk, m, ok, flat, scratch, starts, direct, ibuf, work):
     """Run op ``op`` on a series into its outputs, which start at ``starts[t]`` of ``flat``
-    (-1: none; the output then aliases the first, and is never written): in place when
+    (-1: none; the output then aliases the first present one, and is never written): in place when
     ``direct``, else into the rows of ``scratch``, for the caller to copy. A series whose times
     go back (``ok`` False) gets NaN.
 
@@ -307,10 +307,13 @@ def _run_into(op, ip, fp, tsk, xk, m, ok, flat, scratch, starts, direct, ibuf, w
     a row on one thread; the slices' types were the same, so the cost is in the code LLVM
     made of the returned arrays)."""
     if direct:
-        e0 = starts[0]
-        e1 = starts[1] if starts[1] >= 0 else e0
-        e2 = starts[2] if starts[2] >= 0 else e0
-        e3 = starts[3] if starts[3] >= 0 else e0
+        first = starts[0]
+        for t in range(1, N_OUTPUTS):
+            first = starts[t] if first < 0 else first
+        e0 = starts[0] if starts[0] >= 0 else first
+        e1 = starts[1] if starts[1] >= 0 else first
+        e2 = starts[2] if starts[2] >= 0 else first
+        e3 = starts[3] if starts[3] >= 0 else first
         d0, d1, d2, d3 = flat[e0:e0 + m], flat[e1:e1 + m], flat[e2:e2 + m], flat[e3:e3 + m]
     else:
         d0, d1, d2, d3 = scratch[0, :m], scratch[1, :m], scratch[2, :m], scratch[3, :m]

@@ -285,9 +285,10 @@ def _std_in(v, n, k, s0, c0, s1, c1, s2, c2, want_mean):
 
 @njit(**JIT)
 def _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean, work, sum_window, what,
-                  mm_window, mm, omin, omax):
+                  mm_window, mm, omin, omax, want_std):
     """:func:`_std_series` at lag 0, from compensated prefix sums (see :func:`_sum_series_prefix`),
-    with a sum, mean or count and a min and/or max of windows of their own in the same sweep.
+    with a sum, mean or count and a min and/or max of windows of their own in the same sweep;
+    without the std when ``want_std`` is False (``window`` is then not read).
 
     The prefixes are of ``d = x - k`` and ``d * d`` for a shift ``k`` (first the series' first
     reading), so that the window's sums of squared deviations do not cancel; when the window's
@@ -327,7 +328,8 @@ def _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean, work, sum_w
             k = x[i]
             break
     lo, lo0, n = a, a, 0
-    same = sum_window == window
+    same = want_std and sum_window == window
+    f, w = np.uint64(0), 0.0
     sufmin = np.empty(m + 1 if mm == MIN or mm == BOTH else 0)
     sufmax = np.empty(m + 1 if mm == MAX or mm == BOTH else 0)
     lom, mid, last = a, a, a - 1        # the min/max state of _minmax_series
@@ -336,16 +338,18 @@ def _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean, work, sum_w
     for i in range(a, b):
         v = x[i]
         ok = v == v
-        d = v - k if ok else 0.0
-        s1, c1 = _add(s1, c1, d)
-        s2, c2 = _add(s2, c2, d * d)
         n += ok
         j = i - a + 1
-        p1[j], q1[j], p2[j], q2[j], pn[j] = s1, c1, s2, c2, n
-        lo = _advance(ts, lo, i, ts[i] - window)
-        f = np.uint64(lo - a)
-        w = n - pn[f]
-        cnt[i - a] = w
+        pn[j] = n
+        if want_std:
+            d = v - k if ok else 0.0
+            s1, c1 = _add(s1, c1, d)
+            s2, c2 = _add(s2, c2, d * d)
+            p1[j], q1[j], p2[j], q2[j] = s1, c1, s2, c2
+            lo = _advance(ts, lo, i, ts[i] - window)
+            f = np.uint64(lo - a)
+            w = n - pn[f]
+            cnt[i - a] = w
         if want_mean:
             s0, c0 = _add(s0, c0, v if ok else 0.0)
             p0[j], q0[j] = s0, c0
@@ -368,6 +372,8 @@ def _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean, work, sum_w
                 omin[i] = lmin
             if mm != MIN:
                 omax[i] = lmax
+        if not want_std:
+            continue
         S1 = _dd_diff(s1, c1, p1[f], q1[f])
         m2n = _dd_diff(s2, c2, p2[f], q2[f]) * w - S1 * S1
         if w >= 2 and S1 * S1 > RECENTRE * m2n:
@@ -383,14 +389,14 @@ def _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean, work, sum_w
             S1 = s1 + c1
             m2n = (s2 + c2) * w - S1 * S1
         out_std[i] = m2n if w >= 2 else 0.0
-    _std_finish(cnt, cnt0, a, b, out_mean, out_std, want_mean, what)
+    _std_finish(cnt, cnt0, a, b, out_mean, out_std, want_mean, what, want_std)
 
 
 @njit(**JIT)
 def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
     if lag == 0:
         _sweep_series(ts, x, a, b, window, out_mean, out_std, want_mean,
-                      np.empty((9, b - a + 1)), window, MEAN, 0, -1, out_std, out_std)
+                      np.empty((9, b - a + 1)), window, MEAN, 0, -1, out_std, out_std, True)
         return
     cnt = np.empty(b - a)            # readings in each row's window
     lo, hi, n = a, a, 0              # the window is rows lo..hi-1
@@ -450,11 +456,11 @@ def _std_series(ts, x, a, b, window, lag, out_mean, out_std, want_mean):
             S1 = s1 + c1
             m2n = (s2 + c2) * n - S1 * S1
         out_std[i] = m2n
-    _std_finish(cnt, cnt, a, b, out_mean, out_std, want_mean, MEAN)
+    _std_finish(cnt, cnt, a, b, out_mean, out_std, want_mean, MEAN, True)
 
 
 @njit(**JIT)
-def _std_finish(cnt, cnt0, a, b, out_mean, out_std, want_mean, what):
+def _std_finish(cnt, cnt0, a, b, out_mean, out_std, want_mean, what, want_std):
     """Rows ``a..b``: the std from ``n`` times its window's sum of squared deviations
     (``cnt[i - a]`` readings in row ``i``'s window) and, with ``want_mean``, the sum, mean or
     count (``what``) from the sum of ``cnt0[i - a]`` readings held in ``out_mean``.
@@ -472,6 +478,8 @@ def _std_finish(cnt, cnt0, a, b, out_mean, out_std, want_mean, what):
             out_mean[i] = np.nan if cnt0[i - a] == 0 else out_mean[i]
     elif want_mean:
         out_mean[a:b] = cnt0
+    if not want_std:
+        return
     for i in range(a, b):
         q = cnt[i - a]
         m2n = out_std[i]
