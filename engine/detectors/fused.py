@@ -151,7 +151,7 @@ def plan(specs) -> Plan:
     metrics = tuple(dict.fromkeys(s.metric for s in specs if s.metric is not None))
     group_of = {m: g for g, m in enumerate(metrics)}
     group_of[None] = -1
-    # a sweep's op goes where its first spec is
+    # a sweep's op is emitted where its std is, else its sum (the order of ops does not matter)
     sweeps = {next(t for t in parts if t is not None).name: parts for parts in _sweeps(specs)}
     in_sweep = {t.name for parts in sweeps.values() for t in parts if t is not None}
     rest = [s for s in specs if s.name not in in_sweep]
