@@ -30,8 +30,14 @@ series, so all four compute the same numbers; the benchmark checks that first, o
 memory (Linux ``VmHWM``, reset after loading the input) belongs to that tool alone. The full-size
 outputs are cross-checked by their column sums and null counts.
 
-Columns of the printed table: ``wall s`` the best computation time (peers: best of ``--repeat``,
-1 by default at 5e6 rows and more; veille: best of at least 3 in one process; its compilation into
+Columns of the printed table: ``wall s`` the best computation time. Every tool runs in one process
+at least ``--repeat`` times (peers: 3 by default up to 2e6 rows, else 1; veille: at least 3), and
+then again until its timed runs add up to ``--min-time`` seconds (3 by default; at most
+``MAX_RUNS`` runs), as ``timeit``'s autorange does: the machine's speed comes and goes in
+stretches of a few seconds (the benchmark machine's veille runs at 1e7 rows took 0.12 s for a
+few seconds, then 0.17 s for a few more), so a tool whose runs are short would otherwise take
+its best from a fraction of a second of the machine's time, and a slower tool from several
+seconds. ``--min-time 0`` gives the runs counts alone. veille's compilation into
 an empty cache, its loading of the compiled kernels from that cache, and its first call are
 reported apart — the first call writes its outputs into fresh memory, whose page faults later
 calls avoid because veille reuses the memory of a released output, as polars' allocator does,
@@ -393,8 +399,15 @@ def _release_free_memory() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def run_one(impl: str, path: str, repeat: int) -> dict:
-    """Load, then time ``repeat`` computations; peak memory is measured from after the load.
+#: most timed runs of one tool (``--min-time``)
+MAX_RUNS = 50
+#: default ``--min-time``: seconds of timed runs each tool makes at least
+MIN_TIME_S = 3.0
+
+
+def run_one(impl: str, path: str, repeat: int, min_time: float = 0.0) -> dict:
+    """Load, then time ``repeat`` computations, and more until they add up to ``min_time``
+    seconds (at most :data:`MAX_RUNS`); peak memory is measured from after the load.
 
     veille loads its compiled kernels from the on-disk cache before the data (``cache_load_s``);
     its compilation is timed apart (:func:`compile_veille`, another process) so that the
@@ -422,7 +435,7 @@ def run_one(impl: str, path: str, repeat: int) -> dict:
         f.write("5")                           # reset the peak (VmHWM) to the current RSS
     times = []
     result = None
-    for _ in range(repeat):
+    while len(times) < repeat or (sum(times) < min_time and len(times) < MAX_RUNS):
         result = None
         t = time.perf_counter()
         result = compute(data)
@@ -437,11 +450,13 @@ def run_one(impl: str, path: str, repeat: int) -> dict:
     return out
 
 
-def run_in_subprocess(impl: str, path: Path | None, repeat: int, cache_dir: str | None) -> dict:
+def run_in_subprocess(impl: str, path: Path | None, repeat: int, cache_dir: str | None,
+                      min_time: float = 0.0) -> dict:
     env = dict(os.environ)
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
-    args = ["--compile"] if path is None else ["--data", str(path), "--repeat", str(repeat)]
+    args = (["--compile"] if path is None else
+            ["--data", str(path), "--repeat", str(repeat), "--min-time", str(min_time)])
     args += ["--dataset", "multi" if DATASET is DATASETS["multi"] else "single"]
     r = subprocess.run([sys.executable, "-m", "benchmarks.detectors", "--impl", impl, *args],
                        capture_output=True, text=True, env=env,
@@ -454,8 +469,9 @@ def run_in_subprocess(impl: str, path: Path | None, repeat: int, cache_dir: str 
 # --------------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------------
-def bench(rows: int, tmp: Path, repeat: int) -> dict:
-    """Time the four on ``rows`` rows; veille is always run ``max(repeat, 3)`` times (cheap)."""
+def bench(rows: int, tmp: Path, repeat: int, min_time: float = MIN_TIME_S) -> dict:
+    """Time the four on ``rows`` rows, each at least ``repeat`` times (veille at least 3, it is
+    cheap) and for at least ``min_time`` seconds of timed runs."""
     path = tmp / f"telemetry-{rows}.parquet"
     df = make_telemetry(rows)
     input_bytes = int(df.estimated_size())
@@ -467,7 +483,8 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
         compiled = run_in_subprocess("veille", None, 0, cold)
         for impl in IMPLS:
             n = max(repeat, 3) if impl == "veille" else repeat
-            runs[impl] = run_in_subprocess(impl, path, n, cold if impl == "veille" else None)
+            runs[impl] = run_in_subprocess(impl, path, n, cold if impl == "veille" else None,
+                                           min_time)
     runs["veille"].update(compiled)
     ref = runs["veille"]
     for impl in IMPLS[1:]:
@@ -493,6 +510,7 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
     return {"rows": rows, "dataset": "multi" if DATASET is DATASETS["multi"] else "single",
             "input_bytes": input_bytes, "output_bytes": output_bytes,
             "repeat": repeat,
+            "min_time_s": min_time,
             "veille_compile_s": runs["veille"]["compile_s"],
             "veille_cache_load_s": runs["veille"]["cache_load_s"],
             "veille_first_call_s": runs["veille"]["times_s"][0],
@@ -502,8 +520,10 @@ def bench(rows: int, tmp: Path, repeat: int) -> dict:
 
 def print_table(res: dict) -> None:
     print(f"\n{res['rows']:,} rows (polars estimated_size {res['input_bytes'] / 2**20:.0f} MiB), "
-          f"peers best of {res['repeat']}, veille best of {len(res['runs']['veille']['times_s'])}"
-          f"; veille: compile into an empty cache {res['veille_compile_s']:.1f} s, load from the "
+          f"best of the runs (at least {res['repeat']}, veille 3, and "
+          f"{res.get('min_time_s', 0):g} s of runs each: "
+          + ", ".join(f"{k} {len(r['times_s'])}" for k, r in res["runs"].items())
+          + f"); veille: compile into an empty cache {res['veille_compile_s']:.1f} s, load from the "
           f"cache {res['veille_cache_load_s']:.2f} s, first call {res['veille_first_call_s']:.3f}"
           f" s, warm {res['veille_warm_s']:.3f} s")
     print(f"{'impl':<8} {'wall s':>8} {'rows/s':>12} {'in MiB':>7} {'peak+ MiB':>10} "
@@ -522,6 +542,9 @@ def main(argv=None) -> None:
     ap.add_argument("--large", action="store_true", help="also run 3e7 rows")
     ap.add_argument("--repeat", type=int, help="timed runs per peer (best kept); default 3 up "
                     "to 2e6 rows, else 1; veille always runs at least 3")
+    ap.add_argument("--min-time", type=float, default=MIN_TIME_S,
+                    help="then run each tool again until its timed runs add up to this many "
+                         f"seconds (at most {MAX_RUNS} runs; 0: the run counts alone)")
     ap.add_argument("--check-rows", type=int, default=60_000,
                     help="rows of the cohort the four must agree on")
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="single",
@@ -534,7 +557,8 @@ def main(argv=None) -> None:
     global DATASET
     DATASET = DATASETS[args.dataset]
     if args.impl:                                    # child process: one tool, JSON on stdout
-        res = compile_veille() if args.compile else run_one(args.impl, args.data, args.repeat or 1)
+        res = (compile_veille() if args.compile else
+               run_one(args.impl, args.data, args.repeat or 1, args.min_time))
         print(json.dumps(res))
         return
     sizes = args.rows or [1_000_000, 10_000_000]
@@ -547,7 +571,7 @@ def main(argv=None) -> None:
               + ", ".join(f"{k} {max(v.values()):.1e}" for k, v in agreement.items()))
         for rows in sizes:
             repeat = args.repeat or (3 if rows <= 2_000_000 else 1)
-            res = bench(rows, Path(tmp), repeat)
+            res = bench(rows, Path(tmp), repeat, args.min_time)
             res["agreement"] = agreement
             print_table(res)
             out = RESULTS / f"detectors-{DATASET['tag']}{rows}.json"
