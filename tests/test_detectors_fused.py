@@ -231,23 +231,18 @@ def test_plan_sweeps_two_or_three_kinds_of_statistics_of_a_metric_at_lag_zero():
     whatever their windows, when two of the three kinds are there; lagged specs and other
     metrics' do not join."""
     hour = 60 * MINUTE_US
-    r = resolve_specs({"m1": {"metric": "spo2", "fn": "mean", "window": "1h"},
-                       "lo": {"metric": "spo2", "fn": "min", "window": "6h"},
-                       "s24": {"metric": "spo2", "fn": "std", "window": "24h"},
-                       "hi": {"metric": "spo2", "fn": "max", "window": "6h"},
-                       "c": {"metric": "weight", "fn": "count", "window": "3d"},
-                       "sw": {"metric": "weight", "fn": "std", "window": "2h"},
-                       "hw": {"metric": "weight", "fn": "max", "window": "1d"},
-                       "lw": {"metric": "weight", "fn": "min", "window": "2d"},
-                       "lag": {"metric": "heart_rate", "fn": "sum", "window": "1h",
-                               "lag": "1h"},
-                       "shr": {"metric": "heart_rate", "fn": "std", "window": "6h"},
-                       "st12": {"metric": "temp", "fn": "std", "window": "12h"},
-                       "other": {"metric": "sbp", "fn": "mean", "window": "1h"},
-                       "g_hi": {"metric": "glucose", "fn": "max", "window": "3h"},
-                       "g_mean": {"metric": "glucose", "fn": "mean", "window": "1h"},
-                       "r1": {"metric": "resp_rate", "fn": "count", "window": "1h"},
-                       "r24": {"metric": "resp_rate", "fn": "count", "window": "24h"}})
+    table = [("m1", "spo2", "mean", "1h"), ("lo", "spo2", "min", "6h"),
+             ("s24", "spo2", "std", "24h"), ("hi", "spo2", "max", "6h"),
+             ("c", "weight", "count", "3d"), ("sw", "weight", "std", "2h"),
+             ("hw", "weight", "max", "1d"), ("lw", "weight", "min", "2d"),
+             ("lag", "heart_rate", "sum", "1h"), ("shr", "heart_rate", "std", "6h"),
+             ("st12", "temp", "std", "12h"), ("other", "sbp", "mean", "1h"),
+             ("g_hi", "glucose", "max", "3h"), ("g_mean", "glucose", "mean", "1h"),
+             ("r1", "resp_rate", "count", "1h"), ("r24", "resp_rate", "count", "24h")]
+    specs = {name: {"metric": metric, "fn": fn, "window": window}
+             for name, metric, fn, window in table}
+    specs["lag"]["lag"] = "1h"
+    r = resolve_specs(specs)
     p = fused.plan(r.values())
     names = list(p.names)
     got = {tuple(names[k] if k >= 0 else None for k in rows): (op, ip)
