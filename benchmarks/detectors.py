@@ -37,11 +37,11 @@ then again until its timed runs add up to ``--min-time`` seconds (3 by default; 
 stretches of a few seconds (the benchmark machine's veille runs at 1e7 rows took 0.12 s for a
 few seconds, then 0.17 s for a few more), so a tool whose runs are short would otherwise take
 its best from a fraction of a second of the machine's time, and a slower tool from several
-seconds. ``--min-time 0`` gives the runs counts alone. veille's compilation into
+seconds. ``--min-time 0`` gives the run counts alone. veille's compilation into
 an empty cache, its loading of the compiled kernels from that cache, and its first call are
 reported apart — the first call writes its outputs into fresh memory, whose page faults later
 calls avoid because veille reuses the memory of a released output, as polars' allocator does,
-see ``engine/detectors/arena.py``); ``rows/s`` rows over that time; ``in`` the resident memory the tool's loaded input columns take
+see ``engine/memory.py``); ``rows/s`` rows over that time; ``in`` the resident memory the tool's loaded input columns take
 (RSS growth from loading them, freed memory handed back first); ``peak+`` the peak resident memory
 above what the process held once its input was loaded (so it counts the result columns and every
 temporary; Linux ``VmHWM`` reset through ``/proc/self/clear_refs``); ``peak+/in`` their ratio;

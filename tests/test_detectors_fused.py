@@ -299,7 +299,7 @@ def test_every_registered_detector_is_fused():
 
 
 # --------------------------------------------------------------------------------------------
-# building blocks: streaming stores, the output arena
+# building blocks: streaming stores, validity bytes
 # --------------------------------------------------------------------------------------------
 def test_streaming_stores_write_what_plain_stores_write():
     src = np.random.default_rng(1).standard_normal(1001)

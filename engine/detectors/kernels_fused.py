@@ -6,10 +6,12 @@ it with ordinary stores (each output cache line is first read back, "read-for-ow
 then had polars scan it again for NaN. :func:`fused` loops once over the series (``prange`` over
 chunks of series) and, for each series, runs every requested detector's per-series function on
 the series' rows (a few KB, in L1/L2) into a small scratch buffer; it then streams the buffer to
-the output (allocated by numpy, see :mod:`.arena`) with non-temporal stores, writing the output's
-Arrow validity bits (NaN → null) on the way (:mod:`.intrinsics`), so that each output row becomes
-a polars column without another pass. What remains is the detectors' own arithmetic, whose main
-cost is the branch mispredictions of their window pointers (see :mod:`.kernels_window`).
+the output (allocated outside numba, in Arrow memory, :mod:`engine.arrow_buffers`, or in the
+pool of :mod:`engine.memory`) with non-temporal stores, writing the output's Arrow validity bits
+(NaN → null) on the way (:mod:`.intrinsics`), so that each output row becomes a polars column
+without another pass. What remains is the detectors' own work, whose main cost is finding each
+window's first row, a chain of dependent loads per window (:func:`.kernels_window._advance`);
+``OP_SWEEP`` runs the window statistics of a metric in one loop, where those chains overlap.
 
 The per-series functions are the very ones the one-spec kernels of :mod:`.kernels_window` and
 :mod:`.kernels_stateful` run, called on the series' slice (rows ``0..m``), so the fused outputs
