@@ -87,12 +87,8 @@ def _window_op(op, window, lag, ts, x, m, d0, d1, work):
                              d0, d0, True)
         else:
             kw._std_series(ts, x, 0, m, window, lag, d0, d0, False)
-    elif op == OP_MEAN_STD:
-        if lag == 0:
-            kw._sweep_series(ts, x, 0, m, window, d0, d1, True, work, window, kw.MEAN, 0, -1,
-                             d0, d0, True)
-        else:
-            kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
+    elif op == OP_MEAN_STD:         # lagged: at lag 0 the plan makes a mean and a std a sweep
+        kw._std_series(ts, x, 0, m, window, lag, d0, d1, True)
     elif op == OP_DELTA:
         kw._change_series(ts, x, 0, m, window, lag, kw.DELTA, d0)
     elif op == OP_SUM:
